@@ -1,0 +1,95 @@
+"""Command line: `python -m core presets` and `python -m core run ... --out DIR`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from core.config import ConfigError
+from core.factors import parse_pair, parse_run, make_pair
+from core.presets import PRESETS, preset
+
+
+def _load_pair(args):
+    if args.preset:
+        pair = preset(args.preset).pair()
+    else:
+        try:
+            raw = json.loads(Path(args.pair_json).read_text())
+        except OSError as e:
+            raise ConfigError(f"cannot read {args.pair_json}: {e.strerror}") from None
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"{args.pair_json} is not valid JSON: {e}") from None
+        pair = parse_pair(raw)
+    if args.epochs is not None:
+        a = parse_run({"training": {"epochs": args.epochs}}, pair.a)
+        pair = make_pair(pair.data, a, dict(pair.b_differs), pair.b_starts_from_a_init)
+    return pair
+
+
+def summary_lines(result) -> list[str]:
+    s = result.summary
+    lines = []
+    for m in ("a", "b"):
+        run = s[m]
+        last = run["history"][-1] if run["history"] else None
+        status = run["status"] + (f" ({run['message']})" if run["message"] else "")
+        scores = f"loss {last['loss']:.6g}, test loss {last['test_loss']:.6g}, test metric {last['test_metric']:.4g}" \
+            if last else "no epochs"
+        lines.append(f"{m.upper()}: {status}; {len(run['history'])} epochs; {scores}")
+    c = s["compare"]
+    if c:
+        first = c["first_divergent_epoch"]
+        lines.append(f"weights bitwise equal: {c['weights_bitwise_equal']}; first divergent epoch: "
+                     f"{'never' if first is None else first}")
+        lines.append(f"prediction max |A-B|: {c['prediction_max_abs_delta']:.6g}; "
+                     f"class disagreement rate: {c['disagreement_rate']:.4g}")
+    lines.append("served from cache" if result.cached else "trained now")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m core", description="Divergence Lab: train an A/B pair.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("presets", help="print one preset name per line")
+    run = sub.add_parser("run", help="train a pair and write result.json and arrays.npz")
+    run.add_argument("pair_json", nargs="?", help="a pair config JSON file")
+    run.add_argument("--preset", choices=sorted(PRESETS), metavar="NAME")
+    run.add_argument("--epochs", type=int)
+    run.add_argument("--out", required=True, help="output directory")
+    run.add_argument("--no-cache", action="store_true", help="train even if the result is cached")
+    args = parser.parse_args(argv)
+
+    if args.command == "presets":
+        print("\n".join(PRESETS))
+        return 0
+    if bool(args.preset) == bool(args.pair_json):
+        print("error: give either PAIR.json or --preset NAME", file=sys.stderr)
+        return 2
+    try:
+        pair = _load_pair(args)
+        from core.pair import run_pair
+        from core.pool import WorkerPool
+
+        pool = WorkerPool(warm=0)
+        try:
+            result = run_pair(pair, pool, cache=not args.no_cache)
+        finally:
+            pool.shutdown()
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    result.save(args.out)
+    print("\n".join(summary_lines(result)))
+    if not result.complete:
+        reasons = "; ".join(f"{m.upper()}: {result.summary[m]['message']}" for m in ("a", "b")
+                            if result.summary[m]["status"] not in ("ok", "diverged"))
+        print(f"error: {reasons}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

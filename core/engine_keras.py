@@ -1,0 +1,194 @@
+"""The `keras` (Keras 3) and `tf_keras` (legacy Keras 2) engines: plain `model.fit`.
+
+One code path for both: `K` is the Keras module the worker imported. Everything
+here is what a user of that Keras would write; the only additions are a callback
+that snapshots weights each epoch and, for the fixed batch order, one `fit` call per
+epoch on pre-permuted arrays (`shuffle=False`).
+"""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+
+from core.config import ModelConfig, OptimizerConfig, RunConfig
+from core.data import Dataset
+from core.recording import Recording, fixed_orders
+
+INITIALIZERS = {
+    "glorot_uniform": "GlorotUniform",
+    "glorot_normal": "GlorotNormal",
+    "he_uniform": "HeUniform",
+    "he_normal": "HeNormal",
+    "random_normal": "RandomNormal",
+}
+JIT = {
+    "keras": {"auto": "auto", "on": True, "off": False},
+    "tf_keras": {"auto": None, "on": True, "off": False},  # Keras 2 has no "auto"; None means off
+}
+
+
+def seed_everything(K, run: RunConfig) -> str:
+    """Apply the seeding policy; returns what was done, for the record."""
+    s = run.seeding
+    if s.policy == "keras":
+        K.utils.set_random_seed(s.seed)
+        return f"{K.__name__}.utils.set_random_seed({s.seed})"
+    if s.policy == "numpy_tf":
+        import tensorflow as tf
+
+        np.random.seed(s.seed)
+        tf.random.set_seed(s.seed)
+        return f"np.random.seed({s.seed}); tf.random.set_seed({s.seed})"
+    if s.policy == "explicit":
+        return f"seed={s.seed}+i on every initializer and dropout layer only"
+    return "no seeding"
+
+
+def scale_layer_class(K):
+    class Scale(K.layers.Layer):
+        """The classic article's custom layer: elementwise weights from a string initializer."""
+
+        def build(self, input_shape):
+            self.w = self.add_weight(name="w", shape=(input_shape[-1],), initializer="random_normal", trainable=True)
+
+        def call(self, inputs):
+            return inputs * self.w
+
+    return Scale
+
+
+def build_model(K, m: ModelConfig, run: RunConfig, ds: Dataset, n_features: int):
+    explicit = run.seeding.policy == "explicit"
+
+    def seed(i):
+        return run.seeding.seed + i if explicit else None
+
+    def kernel_init(i):
+        cls = getattr(K.initializers, INITIALIZERS[m.initializer])
+        return cls(seed=seed(i)) if m.initializer != "random_normal" else cls(stddev=0.05, seed=seed(i))
+
+    layers = [K.Input(shape=(n_features,))]
+    if m.scale_layer:
+        layers.append(scale_layer_class(K)(name="scale"))
+    if m.kind == "cnn":
+        layers += [K.layers.Reshape(ds.image_shape + (1,)),
+                   K.layers.Conv2D(8, 3, activation=m.activation, kernel_initializer=kernel_init(90), name="conv_0"),
+                   K.layers.MaxPooling2D(2), K.layers.Flatten()]
+    if m.kind == "gru":
+        layers += [K.layers.Reshape((n_features, 1)),
+                   K.layers.GRU(16, kernel_initializer=kernel_init(90),
+                                recurrent_initializer=K.initializers.Orthogonal(seed=seed(91)), name="gru_0")]
+    for i, units in enumerate(m.hidden):
+        if m.batch_norm:
+            layers += [K.layers.Dense(units, kernel_initializer=kernel_init(i), name=f"dense_{i}"),
+                       K.layers.BatchNormalization(name=f"bn_{i}"), K.layers.Activation(m.activation)]
+        else:
+            layers.append(K.layers.Dense(units, activation=m.activation, kernel_initializer=kernel_init(i),
+                                         name=f"dense_{i}"))
+        if m.dropout > 0:
+            layers.append(K.layers.Dropout(m.dropout, seed=seed(100 + i), name=f"dropout_{i}"))
+    classify = ds.task == "classification"
+    mixed = run.numerics.dtype == "mixed_float16"
+    layers.append(K.layers.Dense(ds.n_classes if classify else 1, activation="softmax" if classify else None,
+                                 kernel_initializer=kernel_init(len(m.hidden)), name="output",
+                                 dtype="float32" if mixed else None))
+    return K.Sequential(layers)
+
+
+def make_optimizer(K, o: OptimizerConfig):
+    clip = {"clipnorm": o.clipnorm or None, "clipvalue": o.clipvalue or None}
+    if o.name == "adam":
+        return K.optimizers.Adam(o.learning_rate, beta_1=o.beta_1, beta_2=o.beta_2, epsilon=o.epsilon,
+                                 amsgrad=o.amsgrad, **clip)
+    if o.name == "sgd":
+        return K.optimizers.SGD(o.learning_rate, momentum=o.momentum, nesterov=o.nesterov, **clip)
+    if o.name == "rmsprop":
+        return K.optimizers.RMSprop(o.learning_rate, rho=o.rho, momentum=o.momentum, epsilon=o.epsilon, **clip)
+    return K.optimizers.Adagrad(o.learning_rate, initial_accumulator_value=o.initial_accumulator,
+                                epsilon=o.epsilon, **clip)
+
+
+def named_weights(model) -> tuple[list[str], list]:
+    """Canonical 'layer/variable' names and the variables, layer by layer (the same order in Keras 2 and 3)."""
+    names, variables = [], []
+    for layer in model.layers:
+        for v in layer.weights:
+            names.append(f"{layer.name}/{v.name.split('/')[-1].split(':')[0]}")
+            variables.append(v)
+    return names, variables
+
+
+def keras_normalizer(K):
+    def normalize(fit_rows, arrays):
+        layer = K.layers.Normalization()
+        layer.adapt(fit_rows)
+        return [np.asarray(layer(a)) for a in arrays]
+
+    return normalize
+
+
+def train(K, engine: str, run: RunConfig, ds: Dataset, x_train, y_train, x_test, emit, wait_for_init) -> dict:
+    """Build, compile and fit one model; returns the run's record (plain data)."""
+    import tensorflow as tf
+
+    n = run.numerics
+    if n.dtype == "float64":
+        K.backend.set_floatx("float64")
+    if n.dtype == "mixed_float16":
+        K.mixed_precision.set_global_policy("mixed_float16")
+    seeding = seed_everything(K, run)
+    model = build_model(K, run.model, run, ds, x_train.shape[1])
+    names, variables = named_weights(model)
+    initial = wait_for_init()
+    if initial is not None:
+        for v, name in zip(variables, names):
+            v.assign(np.asarray(initial[name]).astype(v.numpy().dtype))
+    classify = ds.task == "classification"
+    loss = K.losses.SparseCategoricalCrossentropy() if classify else K.losses.MeanSquaredError()
+    metric = K.metrics.SparseCategoricalAccuracy(name="metric") if classify else K.metrics.MeanAbsoluteError(name="metric")
+    t = run.training
+    steps = -(-len(x_train) // t.batch_size)
+    # One execution per epoch: bitwise the same updates as steps_per_execution=1, with
+    # far less Python between steps (the test against a plain Keras script checks it).
+    model.compile(optimizer=make_optimizer(K, run.optimizer), loss=loss, metrics=[metric],
+                  jit_compile=JIT[engine][n.xla], steps_per_execution=steps)
+
+    def forward():
+        return model(x_test, training=False)
+
+    rec = Recording(names, emit, ds.y_test, ds.task)
+    rec.initial([v.numpy() for v in variables], forward())
+
+    class Snapshot(K.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if not rec.epoch_end(logs["loss"], logs["metric"], [v.numpy() for v in variables], forward()):
+                self.model.stop_training = True
+
+    fit = dict(epochs=t.epochs, callbacks=[Snapshot()], verbose=0)
+    if t.batch_order == "fixed":
+        # Each epoch's batches come from that epoch's NumPy permutation; one fit call
+        # keeps going through them because steps_per_epoch is set.
+        orders = np.stack(fixed_orders(len(x_train), t.epochs, t.shuffle_seed))
+        batches = tf.data.Dataset.from_tensor_slices(orders).flat_map(
+            lambda order: tf.data.Dataset.from_tensor_slices(
+                (tf.gather(x_train, order), tf.gather(y_train, order))).batch(t.batch_size))
+        model.fit(batches, steps_per_epoch=steps, shuffle=False, **fit)
+    else:
+        model.fit(x_train, y_train, batch_size=t.batch_size, shuffle=t.batch_order == "framework", **fit)
+
+    inner = getattr(model.optimizer, "inner_optimizer", model.optimizer)
+    effective = {
+        "seeding": seeding,
+        "optimizer": inner.get_config(),
+        "optimizer_class": type(model.optimizer).__name__,
+        "jit_compile": bool(model.jit_compile),
+        "dtype_policy": K.mixed_precision.global_policy().name,
+        "floatx": K.backend.floatx(),
+        "fit": f"fit(tf.data of per-epoch NumPy permutations, steps_per_epoch={steps})"
+        if t.batch_order == "fixed" else f"fit(x, y, shuffle={t.batch_order == 'framework'})",
+        "steps_per_execution": steps,
+    }
+    versions = {"keras_module": K.__name__, "keras": K.__version__, "tensorflow": tf.__version__}
+    return {"recording": rec, "effective": effective, "versions": versions}

@@ -1,0 +1,288 @@
+"""Pristine worker processes: started ahead of need, used once, bounded by memory.
+
+The parent side of `core.worker`. A `WorkerPool` keeps a few workers warm (TensorFlow
+already imported) for the environments it saw last, never holds more live workers
+than the machine's (or container's) memory allows, and replaces each worker after
+its one run. `run_jobs` drives a batch of runs through the pool: it forwards
+progress, hands one run's initial weights to another, and turns a crash, a kill,
+a timeout or a cancel into an error result that names the cause.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import queue
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from core.config import RunConfig
+from core.worker import read_frame, write_frame
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKER_MB = 350  # a TF worker's own memory (measured ~265 MB anonymous) plus margin; library pages are shared
+PARENT_RESERVE_MB = 300  # the calling process (Streamlit) keeps this much
+DEFAULT_TIMEOUT_S = 900.0
+
+
+def worker_env(run: RunConfig) -> tuple[tuple[str, str | None], ...]:
+    """Environment variables TensorFlow reads at import; None means 'unset'. Workers are pooled by this."""
+    n = run.numerics
+    return (
+        ("CUDA_VISIBLE_DEVICES", "-1" if n.device == "cpu" else os.environ.get("CUDA_VISIBLE_DEVICES")),
+        ("KERAS_BACKEND", "tensorflow"),
+        ("TF_ENABLE_ONEDNN_OPTS", {"on": "1", "off": "0", "default": None}[n.onednn]),
+        ("TF_USE_LEGACY_KERAS", "1" if run.engine.name == "tf_keras" else None),
+    )
+
+
+def memory_limit_mb() -> float:
+    """The cgroup (container) memory limit if there is one, else physical memory."""
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            text = Path(path).read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit() and int(text) < 1 << 60:
+            return int(text) / 2**20
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**20
+
+
+def default_max_workers() -> int:
+    by_memory = int((memory_limit_mb() - PARENT_RESERVE_MB) // WORKER_MB)
+    return max(1, min(by_memory, max(2, os.cpu_count() or 1)))
+
+
+class Worker:
+    """One `python -m core.worker` process and a thread reading its frames."""
+
+    def __init__(self, env: tuple[tuple[str, str | None], ...]):
+        self.env = env
+        full = {k: v for k, v in os.environ.items()}
+        full["TF_CPP_MIN_LOG_LEVEL"] = full.get("TF_CPP_MIN_LOG_LEVEL", "2")
+        full["PYTHONPATH"] = os.pathsep.join([str(ROOT), full.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+        for key, value in env:
+            if value is None:
+                full.pop(key, None)
+            else:
+                full[key] = value
+        self.stderr = tempfile.TemporaryFile()
+        self.started_at = time.perf_counter()
+        self.ready_at: float | None = None
+        self.proc = subprocess.Popen([sys.executable, "-m", "core.worker"], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=self.stderr, env=full, cwd=str(ROOT))
+        self.messages: queue.Queue = queue.Queue()
+        self.ended = threading.Event()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        try:
+            while (message := read_frame(self.proc.stdout)) is not None:
+                if message.get("type") == "ready":
+                    self.ready_at = time.perf_counter()
+                self.messages.put(message)
+        except Exception as e:  # a torn frame is a crash like any other
+            self.messages.put({"type": "error", "message": f"unreadable message from worker: {e}"})
+        finally:
+            self.ended.set()
+
+    def send(self, obj) -> None:
+        write_frame(self.proc.stdin, obj)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None and not self.ended.is_set()
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+        for stream in (self.proc.stdin, self.proc.stdout, self.stderr):
+            try:
+                stream.close()
+            except OSError:
+                pass
+
+    def death_reason(self) -> str:
+        try:
+            rc = self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            return "the worker stopped answering"
+        if rc < 0:
+            return f"the worker process was killed by {signal.Signals(-rc).name}"
+        self.stderr.seek(0)
+        lines = [line for line in self.stderr.read().decode(errors="replace").splitlines() if line.strip()]
+        return f"the worker process exited with code {rc}" + (f": {lines[-1].strip()}" if lines else "")
+
+
+class WorkerPool:
+    def __init__(self, max_workers: int | None = None, warm: int = 2, warm_run: RunConfig | None = None):
+        self.capacity = max_workers or default_max_workers()
+        self.warm_target = min(warm, self.capacity)
+        self.idle: list[Worker] = []
+        self.busy: set[Worker] = set()
+        self.lock = threading.Lock()
+        self.closed = False
+        for _ in range(self.warm_target):
+            self.idle.append(Worker(worker_env(warm_run or RunConfig())))
+
+    def live(self) -> int:
+        return len(self.idle) + len(self.busy)
+
+    def try_acquire(self, env) -> Worker | None:
+        """A worker for `env` (warm if one is), or None while the pool is at capacity."""
+        with self.lock:
+            if self.closed:
+                raise RuntimeError("the worker pool is shut down")
+            for w in [w for w in self.idle if not w.alive()]:  # a warm worker that died while waiting
+                self.idle.remove(w)
+                w.kill()
+            for w in self.idle:
+                if w.env == env:
+                    self.idle.remove(w)
+                    self.busy.add(w)
+                    return w
+            if self.live() >= self.capacity and self.idle:
+                self.idle.pop(0).kill()  # a warm worker for another environment makes room
+            if self.live() < self.capacity:
+                w = Worker(env)
+                self.busy.add(w)
+                return w
+            return None
+
+    def release(self, worker: Worker) -> None:
+        """A worker is used for one run only: end it and keep a fresh one warm for the same environment."""
+        worker.kill()
+        with self.lock:
+            self.busy.discard(worker)
+            if not self.closed and len(self.idle) < self.warm_target and self.live() < self.capacity:
+                self.idle.append(Worker(worker.env))
+
+    def wait_warm(self, timeout: float = 120.0) -> None:
+        """Block until every idle worker has imported TensorFlow (for benchmarks and tests)."""
+        deadline = time.monotonic() + timeout
+        for w in list(self.idle):
+            while w.ready_at is None and w.alive() and time.monotonic() < deadline:
+                time.sleep(0.05)
+
+    def shutdown(self) -> None:
+        with self.lock:
+            self.closed = True
+            workers = self.idle + list(self.busy)
+            self.idle, self.busy = [], set()
+        for w in workers:
+            w.kill()
+
+
+_default_pool: WorkerPool | None = None
+_default_lock = threading.Lock()
+
+
+def default_pool() -> WorkerPool:
+    """The process-wide pool, shared by every thread (every Streamlit session)."""
+    global _default_pool
+    with _default_lock:
+        if _default_pool is None or _default_pool.closed:
+            _default_pool = WorkerPool()
+            atexit.register(_default_pool.shutdown)
+        return _default_pool
+
+
+@dataclass
+class Job:
+    key: str  # the name results and events are reported under ("a", "b", ...)
+    run: RunConfig
+    data: object  # core.data.Dataset
+    init_from: str | None = None  # key of the job whose initial weights this one starts from
+
+
+Progress = Callable[[str, dict], None]
+
+
+def run_jobs(pool: WorkerPool, jobs: list[Job], on_event: Progress | None = None,
+             cancel: threading.Event | None = None, timeout_s: float = DEFAULT_TIMEOUT_S) -> dict[str, dict]:
+    """Run every job in its own fresh worker, in parallel as capacity allows.
+
+    Returns key -> the worker's result message ({"type": "result", ...}) or an error
+    ({"type": "error", "message": ...}). Never raises for a failed run.
+    """
+    on_event = on_event or (lambda key, event: None)
+    cancel = cancel or threading.Event()
+    pending = list(jobs)
+    active: dict[str, tuple[Worker, Job, float]] = {}
+    results: dict[str, dict] = {}
+    initial: dict[str, dict] = {}
+
+    def finish(key: str, outcome: dict) -> None:
+        worker = active.pop(key)[0]
+        pool.release(worker)
+        results[key] = outcome
+        on_event(key, {"type": "done" if outcome["type"] == "result" else "error", **(
+            {} if outcome["type"] == "result" else {"message": outcome["message"]})})
+
+    try:
+        while pending or active:
+            if cancel.is_set():
+                for key in list(active):
+                    finish(key, {"type": "error", "message": "cancelled", "cancelled": True})
+                for job in pending:
+                    results[job.key] = {"type": "error", "message": "cancelled", "cancelled": True}
+                break
+            for job in list(pending):
+                if job.init_from and job.init_from not in initial:
+                    if job.init_from in results:  # the source ended without initial weights
+                        pending.remove(job)
+                        results[job.key] = {"type": "error",
+                                            "message": f"not run: {job.init_from} failed before its initial weights"}
+                    continue
+                worker = pool.try_acquire(worker_env(job.run))
+                if worker is None:
+                    break
+                pending.remove(job)
+                submitted = time.perf_counter()
+                worker.send({"type": "job", "run": job.run, "data": job.data, "init_from_peer": bool(job.init_from)})
+                if job.init_from:
+                    worker.send({"type": "init_weights", "weights": initial[job.init_from]})
+                active[job.key] = (worker, job, submitted)
+                on_event(job.key, {"type": "started"})
+            for key, (worker, job, submitted) in list(active.items()):
+                _drain(key, worker, submitted, initial, on_event, finish, timeout_s)
+            cancel.wait(0.01)
+    finally:
+        for key in list(active):
+            finish(key, {"type": "error", "message": "interrupted"})
+    return results
+
+
+def _drain(key, worker: Worker, submitted: float, initial: dict, on_event, finish, timeout_s: float) -> None:
+    while True:
+        try:
+            message = worker.messages.get_nowait()
+        except queue.Empty:
+            break
+        kind = message["type"]
+        if kind == "init":
+            initial[key] = message["weights"]
+        elif kind == "epoch":
+            on_event(key, message)
+        elif kind in ("result", "error"):
+            if kind == "result":
+                start = worker.ready_at - submitted if worker.ready_at else 0.0
+                message["timings"]["worker_wait_s"] = max(0.0, start)
+                message["timings"]["total_s"] = time.perf_counter() - submitted
+            finish(key, message)
+            return
+    if worker.ended.is_set() and worker.messages.empty():
+        finish(key, {"type": "error", "message": worker.death_reason()})
+    elif time.perf_counter() - submitted > timeout_s:
+        worker.kill()
+        finish(key, {"type": "error", "message": f"timed out after {timeout_s:.0f} s; the worker was stopped"})

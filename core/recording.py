@@ -1,0 +1,80 @@
+"""What a run records while it trains, shared by every engine (no TensorFlow here).
+
+Weights are snapshotted at initialisation and after every epoch under canonical
+names ("dense_0/kernel", "output/bias", ...) that are the same in every engine, so
+that A and B can be compared variable by variable whatever engines made them.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import numpy as np
+
+Emit = Callable[[dict], None]
+
+
+class Recording:
+    """Weights and test predictions at initialisation and after each epoch, and the history.
+
+    Test loss and metric are computed here, in NumPy, from the recorded predictions, so
+    every engine reports them the same way (cross-entropy on clipped probabilities and
+    accuracy, or mean squared and mean absolute error).
+    """
+
+    def __init__(self, names: list[str], emit: Emit, y_test: np.ndarray, task: str):
+        if len(set(names)) != len(names):
+            raise ValueError(f"weight names are not unique: {names}")
+        self.names, self.emit, self.y_test, self.task = names, emit, y_test, task
+        self.snapshots: list[list[np.ndarray]] = []
+        self.predictions: list[np.ndarray] = []
+        self.history: list[dict] = []
+        self.diverged_epoch: int | None = None
+
+    def initial(self, values: list[np.ndarray], predictions) -> None:
+        self.snapshots.append([np.array(v, copy=True) for v in values])
+        self.predictions.append(_as_predictions(predictions))
+        self.emit({"type": "init", "weights": dict(zip(self.names, self.snapshots[0]))})
+
+    def epoch_end(self, loss: float, metric: float, values: list[np.ndarray], predictions) -> bool:
+        """Record one epoch; False when training should stop because the loss went non-finite."""
+        predictions = _as_predictions(predictions)
+        test_loss, test_metric = test_scores(predictions, self.y_test, self.task)
+        row = {"epoch": len(self.history) + 1, "loss": float(loss), "metric": float(metric),
+               "test_loss": test_loss, "test_metric": test_metric}
+        self.history.append(row)
+        self.snapshots.append([np.array(v, copy=True) for v in values])
+        self.predictions.append(predictions)
+        if not math.isfinite(row["loss"]) and self.diverged_epoch is None:
+            self.diverged_epoch = row["epoch"]
+        self.emit({"type": "epoch", **row})
+        return self.diverged_epoch is None
+
+    def weight_arrays(self) -> dict[str, np.ndarray]:
+        """name -> array of shape (epochs + 1, *variable shape); index 0 is the initialisation."""
+        return {name: np.stack([snap[i] for snap in self.snapshots]) for i, name in enumerate(self.names)}
+
+    def prediction_array(self) -> np.ndarray:
+        """(epochs + 1, test samples, outputs): test predictions at initialisation and after each epoch."""
+        return np.stack(self.predictions)
+
+
+def _as_predictions(p) -> np.ndarray:
+    return np.asarray(p, dtype=np.float64)
+
+
+def test_scores(predictions: np.ndarray, y: np.ndarray, task: str) -> tuple[float, float]:
+    """(loss, metric): cross-entropy and accuracy, or mean squared and mean absolute error."""
+    with np.errstate(all="ignore"):
+        if task == "classification":
+            picked = np.clip(predictions[np.arange(len(y)), y], 1e-7, 1 - 1e-7)
+            return float(-np.mean(np.log(picked))), float(np.mean(np.argmax(predictions, axis=1) == y))
+        err = predictions[:, 0] - y
+        return float(np.mean(err ** 2)), float(np.mean(np.abs(err)))
+
+
+def fixed_orders(n: int, epochs: int, seed: int) -> list[np.ndarray]:
+    """The 'fixed' batch order: one NumPy permutation per epoch, the same in every engine."""
+    rng = np.random.default_rng(seed)
+    return [rng.permutation(n) for _ in range(epochs)]

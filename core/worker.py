@@ -1,0 +1,154 @@
+"""A pristine training process: `python -m core.worker`, used for exactly one run.
+
+The parent sets the run's environment (TF_USE_LEGACY_KERAS, TF_ENABLE_ONEDNN_OPTS,
+CUDA_VISIBLE_DEVICES, ...) before this process starts, so TensorFlow reads it at
+import. The worker imports TensorFlow ahead of need, says "ready", then waits for
+one job on stdin. Thread counts, determinism and TF32 are applied before the first
+op; progress and the result go back as length-prefixed pickle frames on a private
+copy of stdout (fd 1 itself is pointed at stderr so stray prints cannot corrupt it).
+
+This module's top level imports no TensorFlow: the parent imports it for the frame
+functions.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import resource
+import struct
+import sys
+import time
+import traceback
+
+_HEADER = struct.Struct("<Q")
+
+
+def write_frame(stream, obj) -> None:
+    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    stream.write(_HEADER.pack(len(data)) + data)
+    stream.flush()
+
+
+def read_frame(stream):
+    """The next object, or None at end of stream."""
+    header = stream.read(_HEADER.size)
+    if len(header) < _HEADER.size:
+        return None
+    size = _HEADER.unpack(header)[0]
+    data = stream.read(size)
+    if len(data) < size:
+        return None
+    return pickle.loads(data)
+
+
+def _configure_runtime(tf, run) -> None:
+    """Settings that must be in place before TensorFlow runs its first op."""
+    n = run.numerics
+    tf.config.threading.set_intra_op_parallelism_threads(n.intra_threads)
+    tf.config.threading.set_inter_op_parallelism_threads(n.inter_threads)
+    gpus = tf.config.list_physical_devices("GPU")
+    if n.device == "gpu" and not gpus:
+        raise RuntimeError("numerics.device: 'gpu' was asked for, but TensorFlow sees no GPU on this machine")
+    for gpu in gpus:  # two workers can then share one card
+        tf.config.experimental.set_memory_growth(gpu, True)
+    tf.config.experimental.enable_tensor_float_32_execution(n.tf32)
+    if n.op_determinism:
+        tf.config.experimental.enable_op_determinism()
+
+
+def _effective_runtime(tf, run) -> dict:
+    from tensorflow.python.framework.config import is_op_determinism_enabled
+
+    gpus = tf.config.list_logical_devices("GPU")
+    onednn_env = os.environ.get("TF_ENABLE_ONEDNN_OPTS")
+    return {
+        "device": gpus[0].name if gpus else "CPU",
+        "gpus_visible": len(gpus),
+        "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
+        "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
+        "cpu_count": os.cpu_count(),
+        "onednn": {"1": "on", "0": "off", None: "TensorFlow default (on for x86 Linux builds)"}[onednn_env],
+        "op_determinism": is_op_determinism_enabled(),
+        "tf32": tf.config.experimental.tensor_float_32_execution_enabled(),
+        "env": {k: os.environ[k] for k in ENV_KEYS if k in os.environ},
+    }
+
+
+ENV_KEYS = ("TF_USE_LEGACY_KERAS", "TF_ENABLE_ONEDNN_OPTS", "CUDA_VISIBLE_DEVICES", "KERAS_BACKEND")
+
+
+def _import_keras(legacy: bool):
+    if legacy:
+        import tf_keras as K
+    else:
+        import keras as K
+    return K
+
+
+def main() -> None:
+    out = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    inp = sys.stdin.buffer
+    started = time.perf_counter()
+    import numpy  # noqa: F401
+    import tensorflow as tf
+
+    legacy = os.environ.get("TF_USE_LEGACY_KERAS") == "1"
+    K = _import_keras(legacy)
+    write_frame(out, {"type": "ready", "import_s": time.perf_counter() - started, "pid": os.getpid()})
+    job = read_frame(inp)
+    if job is None:
+        return
+    try:
+        write_frame(out, {"type": "result", **run_job(tf, K, job, out, inp)})
+    except Exception as e:  # the parent turns this into an error result naming the cause
+        write_frame(out, {"type": "error", "message": f"{type(e).__name__}: {e}",
+                          "traceback": traceback.format_exc(limit=8)})
+
+
+def run_job(tf, K, job: dict, out, inp) -> dict:
+    from core import engine_keras, engine_tf
+    from core.preprocess import preprocess
+
+    run, ds = job["run"], job["data"]
+    t0 = time.perf_counter()
+    _configure_runtime(tf, run)
+
+    def emit(event):
+        write_frame(out, event)
+
+    def wait_for_init():
+        if not job.get("init_from_peer"):
+            return None
+        message = read_frame(inp)
+        if message is None or message.get("type") != "init_weights":
+            raise RuntimeError("the peer's initial weights never arrived")
+        return message["weights"]
+
+    x_train, y_train, x_test = preprocess(ds, run.preprocess, engine_keras.keras_normalizer(K))
+    engine = run.engine.name
+    if engine == "tensorflow":
+        record = engine_tf.train(run, ds, x_train, y_train, x_test, emit, wait_for_init)
+    else:
+        if (engine == "tf_keras") != (K.__name__ == "tf_keras"):
+            raise RuntimeError(f"worker imported {K.__name__} but the run asks for the {engine} engine")
+        record = engine_keras.train(K, engine, run, ds, x_train, y_train, x_test, emit, wait_for_init)
+    rec = record["recording"]
+    import numpy as np
+
+    return {
+        "history": rec.history,
+        "diverged_epoch": rec.diverged_epoch,
+        "weights": rec.weight_arrays(),
+        "predictions": rec.prediction_array(),
+        "n_train_rows": int(len(x_train)),
+        "effective": {**record["effective"], **_effective_runtime(tf, run)},
+        "versions": {**record["versions"], "numpy": np.__version__, "python": sys.version.split()[0]},
+        "timings": {"train_s": time.perf_counter() - t0},
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+if __name__ == "__main__":
+    main()
