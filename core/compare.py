@@ -10,7 +10,12 @@ import numpy as np
 
 
 def _bitwise_equal(a: np.ndarray, b: np.ndarray) -> bool:
-    return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
+    """Same bits; across dtypes (float32 A, float64 B) the same values, since the bits cannot match."""
+    if a.shape != b.shape:
+        return False
+    if a.dtype == b.dtype:
+        return a.tobytes() == b.tobytes()
+    return bool(np.array_equal(a.astype(np.float64), b.astype(np.float64)))
 
 
 def weight_distance(a: np.ndarray, b: np.ndarray) -> dict:

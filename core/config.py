@@ -91,8 +91,8 @@ class NumericsConfig:
     xla: str = "auto"  # auto (Keras 3: on only with a GPU) | on | off
     op_determinism: bool = False  # tf.config.experimental.enable_op_determinism()
     onednn: str = "default"  # default | on | off  (TF_ENABLE_ONEDNN_OPTS, read at import)
-    intra_threads: int = 0  # 0 = TensorFlow decides
-    inter_threads: int = 0  # 0 = TensorFlow decides
+    intra_threads: int = 1  # 1: A and B train side by side on one core each; 0 = TensorFlow decides
+    inter_threads: int = 1  # 0 = TensorFlow decides
     device: str = "auto"  # auto | cpu | gpu
     tf32: bool = True  # TensorFloat-32 matmuls on Ampere+ GPUs (TF's default: on)
 

@@ -253,7 +253,7 @@ def run_jobs(pool: WorkerPool, jobs: list[Job], on_event: Progress | None = None
                 if job.init_from:
                     worker.send({"type": "init_weights", "weights": initial[job.init_from]})
                 active[job.key] = (worker, job, submitted)
-                on_event(job.key, {"type": "started"})
+                on_event(job.key, {"type": "started", "pid": worker.proc.pid})
             for key, (worker, job, submitted) in list(active.items()):
                 _drain(key, worker, submitted, initial, on_event, finish, timeout_s)
             cancel.wait(0.01)

@@ -8,6 +8,7 @@ that A and B can be compared variable by variable whatever engines made them.
 from __future__ import annotations
 
 import math
+import time
 from typing import Callable
 
 import numpy as np
@@ -31,8 +32,10 @@ class Recording:
         self.predictions: list[np.ndarray] = []
         self.history: list[dict] = []
         self.diverged_epoch: int | None = None
+        self.initialised_at: float | None = None  # perf_counter when the model was built: build ends, training starts
 
     def initial(self, values: list[np.ndarray], predictions) -> None:
+        self.initialised_at = time.perf_counter()
         self.snapshots.append([np.array(v, copy=True) for v in values])
         self.predictions.append(_as_predictions(predictions))
         self.emit({"type": "init", "weights": dict(zip(self.names, self.snapshots[0]))})

@@ -96,10 +96,12 @@ def main() -> None:
 
     legacy = os.environ.get("TF_USE_LEGACY_KERAS") == "1"
     K = _import_keras(legacy)
-    write_frame(out, {"type": "ready", "import_s": time.perf_counter() - started, "pid": os.getpid()})
+    import_s = time.perf_counter() - started
+    write_frame(out, {"type": "ready", "import_s": import_s, "pid": os.getpid()})
     job = read_frame(inp)
     if job is None:
         return
+    job["import_s"] = import_s
     try:
         write_frame(out, {"type": "result", **run_job(tf, K, job, out, inp)})
     except Exception as e:  # the parent turns this into an error result naming the cause
@@ -145,7 +147,8 @@ def run_job(tf, K, job: dict, out, inp) -> dict:
         "n_train_rows": int(len(x_train)),
         "effective": {**record["effective"], **_effective_runtime(tf, run)},
         "versions": {**record["versions"], "numpy": np.__version__, "python": sys.version.split()[0]},
-        "timings": {"train_s": time.perf_counter() - t0},
+        "timings": {"import_s": job["import_s"], "build_s": rec.initialised_at - t0,
+                    "train_s": time.perf_counter() - rec.initialised_at},
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
 

@@ -1,0 +1,139 @@
+"""How fast a pair trains, side by side in one run, reported as ratios.
+
+Default scenario: digits, MLP 64-32-10, Adam, 20 epochs, batch 32.
+  naive      one fresh Python process that imports TensorFlow and calls model.fit
+             twice with stock settings (shuffle=True, verbose=1, default threads)
+  cold       run_pair with a pool that has no warm worker (each run imports TF)
+  warm       run_pair with workers already warm (TF imported), median of --repeat
+Also: peak memory of this process and of each worker, and whether the keras
+engine's final weights are still bitwise those of a plain Keras script.
+
+    python bench/pair_speed.py [--epochs 20] [--repeat 3]
+
+Figures come last, one per line as `name: value`, ending with naive_over_warm and
+naive_fit_only_over_warm.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from core.pair import run_pair  # noqa: E402
+from core.pool import WorkerPool  # noqa: E402
+from core.presets import preset  # noqa: E402
+
+NAIVE = """
+import sys, time
+import keras
+import numpy as np
+from sklearn.datasets import load_digits
+from sklearn.model_selection import train_test_split
+
+x, y = load_digits(return_X_y=True)
+x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=0.2, random_state=0, stratify=y)
+x_train = ((x_train - x_train.mean(0)) / np.where(x_train.std(0) == 0, 1, x_train.std(0))).astype("float32")
+fit_s = 0.0
+for _ in range(2):
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(64, activation="relu"),
+                              keras.layers.Dense(32, activation="relu"), keras.layers.Dense(10, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    started = time.perf_counter()
+    model.fit(x_train, y_train, epochs=int(sys.argv[1]), batch_size=32)
+    fit_s += time.perf_counter() - started
+print(f"fit_s: {fit_s}", file=sys.stderr)
+"""
+
+
+def naive(epochs: int) -> tuple[float, float]:
+    """(whole process seconds, seconds inside the two fit calls)."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", NAIVE, str(epochs)], capture_output=True, text=True, env=env,
+                          check=True)
+    total = time.perf_counter() - started
+    fit_line = [line for line in done.stderr.splitlines() if line.startswith("fit_s: ")][-1]
+    return total, float(fit_line.split()[1])
+
+
+def timed_pair(pool: WorkerPool, pair) -> tuple[float, object]:
+    started = time.perf_counter()
+    result = run_pair(pair, pool, cache=False)
+    elapsed = time.perf_counter() - started
+    assert result.complete, [result.summary[m]["message"] for m in "ab"]
+    return elapsed, result
+
+
+def plain_keras_weights(epochs: int) -> list[np.ndarray]:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "w.npz"
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+        subprocess.run([sys.executable, str(ROOT / "tests" / "plain_keras_digits.py"), str(epochs), str(out)],
+                       check=True, capture_output=True, env=env)
+        with np.load(out) as npz:
+            return [npz[f"arr_{i}"] for i in range(len(npz.files))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    pair = preset("run-it-twice").pair(epochs=args.epochs)
+
+    naive_total, naive_fit = naive(args.epochs)
+    cold_pool = WorkerPool(warm=0)
+    cold, _ = timed_pair(cold_pool, pair)
+    cold_pool.shutdown()
+
+    pool = WorkerPool(warm=2)
+    warm_times, result = [], None
+    for _ in range(args.repeat):
+        pool.wait_warm()
+        elapsed, result = timed_pair(pool, pair)
+        warm_times.append(elapsed)
+    pool.shutdown()
+    warm = statistics.median(warm_times)
+
+    names = ["dense_0/kernel", "dense_0/bias", "dense_1/kernel", "dense_1/bias", "output/kernel", "output/bias"]
+    ours = result.weights("a")
+    plain = plain_keras_weights(args.epochs)
+    bitwise = all(ours[n][-1].tobytes() == w.tobytes() for n, w in zip(names, plain))
+
+    a, b = result.summary["a"], result.summary["b"]
+    figures = {
+        "scenario": f"digits MLP 64-32-10 Adam, {args.epochs} epochs, batch 32, {os.cpu_count()} CPUs",
+        "naive_total_s": naive_total,
+        "naive_fit_only_s": naive_fit,
+        "pair_cold_s": cold,
+        "pair_warm_s": warm,
+        "pair_warm_all_s": " ".join(f"{t:.3f}" for t in warm_times),
+        "worker_train_s_a": a["timings"]["train_s"],
+        "worker_build_s_a": a["timings"]["build_s"],
+        "caller_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "worker_peak_rss_mb_a": a["peak_rss_mb"],
+        "worker_peak_rss_mb_b": b["peak_rss_mb"],
+        "keras_engine_bitwise_plain_keras": bitwise,
+        "cold_over_warm": cold / warm,
+        "naive_over_warm": naive_total / warm,
+        "naive_fit_only_over_warm": naive_fit / warm,
+    }
+    for name, value in figures.items():
+        print(f"{name}: {value:.3f}" if isinstance(value, float) else f"{name}: {value}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,69 @@
+"""What the UI may import, and the command-line contract."""
+
+import json
+import os
+import subprocess
+import sys
+
+from core.presets import PRESETS
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+UI_MODULES = ["core.config", "core.factors", "core.presets", "core.data", "core.preprocess", "core.compare",
+              "core.pair", "core.pool", "core.worker", "core.recording"]
+
+
+def _python(*args, timeout=600):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_modules_the_ui_uses_do_not_import_tensorflow():
+    code = ("import sys\n" + "".join(f"import {m}\n" for m in UI_MODULES)
+            + "import core.pair as p; p.library_versions(); p.default_cache()\n"
+            + "heavy = sorted(m for m in ('tensorflow', 'keras', 'tf_keras') if m in sys.modules)\n"
+            + "print(','.join(heavy) or 'none')")
+    done = _python("-c", code)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "none"
+
+
+def test_cli_lists_presets_one_per_line():
+    done = _python("-m", "core", "presets")
+    assert done.returncode == 0
+    assert done.stdout.split() == list(PRESETS)
+
+
+def test_cli_runs_a_preset_and_writes_the_result(tmp_path):
+    out = tmp_path / "out"
+    done = _python("-m", "core", "run", "--preset", "adam-epsilon", "--epochs", "2", "--out", str(out), "--no-cache")
+    assert done.returncode == 0, done.stderr
+    result = json.loads((out / "result.json").read_text())
+    assert result["config"]["b_differs"] == {"optimizer.epsilon": 1e-8}
+    for m in ("a", "b"):
+        assert [row["epoch"] for row in result[m]["history"]] == [1, 2]
+        assert all(isinstance(row["loss"], float) for row in result[m]["history"])
+        assert result[m]["versions"]["keras"] == "3.15.1"
+    assert result["a"]["effective"]["optimizer"]["epsilon"] == 1e-7
+    assert result["b"]["effective"]["optimizer"]["epsilon"] == 1e-8
+    c = result["compare"]
+    assert c["weights_bitwise_equal"] is False and c["first_divergent_epoch"] == 1
+    assert c["prediction_max_abs_delta"] > 0 and 0 <= c["disagreement_rate"] <= 1
+    assert f"prediction max |A-B|: {c['prediction_max_abs_delta']:.6g}" in done.stdout
+    import numpy as np
+
+    with np.load(out / "arrays.npz") as arrays:
+        assert arrays["a/weights/dense_0/kernel"].shape == (3, 64, 64)
+        assert arrays["b/predictions"].shape == (3, 360, 10)
+
+
+def test_cli_bad_input_exits_nonzero_with_one_line(tmp_path):
+    bad = tmp_path / "pair.json"
+    bad.write_text(json.dumps({"a": {"training": {"batch_size": 0}}}))
+    done = _python("-m", "core", "run", str(bad), "--out", str(tmp_path / "o"))
+    assert done.returncode == 2
+    assert done.stderr.strip() == "error: training.batch_size: 0 is out of range; allowed 1 to 4096 (integer)"
+    bad.write_text("{not json")
+    done = _python("-m", "core", "run", str(bad), "--out", str(tmp_path / "o"))
+    assert done.returncode == 2 and done.stderr.startswith("error: ") and "not valid JSON" in done.stderr
+    assert not (tmp_path / "o").exists()
