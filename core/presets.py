@@ -28,8 +28,8 @@ class Preset:
 
 
 PRESETS: dict[str, Preset] = {p.name: p for p in (
-    Preset("keras3-vs-tf-keras", "Same seed, same network: Keras 3 against legacy tf.keras (Keras 2).",
-           {}, {"engine.name": "tf_keras"}),
+    Preset("keras3-vs-tf-keras", "Same seed, same network, fit's own shuffle: Keras 3 against legacy tf.keras "
+           "(Keras 2).", {"training": {"batch_order": "framework"}}, {"engine.name": "tf_keras"}),
     Preset("tf-seed-not-enough", "A and B identical, seeded only with np.random.seed + tf.random.set_seed, "
            "each in a fresh process.", {"seeding": {"policy": "numpy_tf"}}, {}),
     Preset("adam-epsilon", "Adam's epsilon: Keras's 1e-7 against PyTorch/TF1's 1e-8, from the same initial weights.",
