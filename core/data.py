@@ -39,6 +39,7 @@ class Dataset:
     description: str
     image_shape: tuple[int, int] | None = None  # digits: (8, 8)
     class_names: list[str] | None = None
+    grid: np.ndarray | None = None  # 2-feature data: points covering the inputs, for decision-boundary maps
 
     def fingerprint(self) -> str:
         h = hashlib.sha256()
@@ -67,7 +68,19 @@ def load(cfg: DataConfig) -> Dataset:
     n_classes = int(max(y.max() + 1, 2)) if task == "classification" else 0
     return Dataset(task, n_classes, x_train, y_train, x_test, y_test, names,
                    extra.get("description", DESCRIPTIONS[cfg.dataset]), extra.get("image_shape"),
-                   extra.get("class_names"))
+                   extra.get("class_names"), _grid(x) if x.shape[1] == 2 else None)
+
+
+GRID_STEPS = 60
+
+
+def _grid(x: np.ndarray) -> np.ndarray:
+    """A GRID_STEPS x GRID_STEPS lattice over the inputs' range plus a margin, row-major in (x2, x1)."""
+    lo, hi = np.nanmin(x, axis=0), np.nanmax(x, axis=0)
+    margin = (hi - lo) * 0.1
+    axes = [np.linspace(l - m, h + m, GRID_STEPS) for l, h, m in zip(lo, hi, margin)]
+    x1, x2 = np.meshgrid(*axes)
+    return np.column_stack([x1.ravel(), x2.ravel()])
 
 
 def _features(cfg: DataConfig):

@@ -191,4 +191,5 @@ def train(K, engine: str, run: RunConfig, ds: Dataset, x_train, y_train, x_test,
         "steps_per_execution": steps,
     }
     versions = {"keras_module": K.__name__, "keras": K.__version__, "tensorflow": tf.__version__}
-    return {"recording": rec, "effective": effective, "versions": versions}
+    return {"recording": rec, "effective": effective, "versions": versions,
+            "predict": lambda x: model(x, training=False)}

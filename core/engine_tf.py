@@ -271,5 +271,5 @@ def train(run: RunConfig, ds: Dataset, x_train, y_train, x_test, emit, wait_for_
         "floatx": dtype.name,
         "fit": f"tf.function train step, {t.batch_order} batch order",
     }
-    return {"recording": rec, "effective": effective,
+    return {"recording": rec, "effective": effective, "predict": lambda x: predict(x.astype(x_test.dtype)),
             "versions": {"tensorflow": tf.__version__}}

@@ -182,6 +182,8 @@ def run_pair(pair: PairConfig, pool: WorkerPool | None = None, on_event: Progres
     jobs = [Job("a", pair.a, ds), Job("b", pair.b, ds, init_from="a" if pair.b_starts_from_a_init else None)]
     outcomes = run_jobs(pool or default_pool(), jobs, on_event, cancel, timeout_s)
     arrays = {"data/x_test": ds.x_test, "data/y_test": ds.y_test}
+    if ds.grid is not None:
+        arrays["data/grid"] = ds.grid
     summary = {
         "key": key,
         "config": pair.to_dict(),
@@ -196,6 +198,8 @@ def run_pair(pair: PairConfig, pool: WorkerPool | None = None, on_event: Progres
         summary[m] = _run_summary(runs[m], outcomes[m])
         if outcomes[m]["type"] == "result":
             arrays[f"{m}/predictions"] = outcomes[m]["predictions"]
+            if outcomes[m]["grid_predictions"] is not None:
+                arrays[f"{m}/grid_predictions"] = outcomes[m]["grid_predictions"]
             arrays.update({f"{m}/weights/{k}": v for k, v in outcomes[m]["weights"].items()})
     result = PairResult(summary, arrays)
     if result.complete:

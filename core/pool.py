@@ -249,10 +249,14 @@ def run_jobs(pool: WorkerPool, jobs: list[Job], on_event: Progress | None = None
                     break
                 pending.remove(job)
                 submitted = time.perf_counter()
-                worker.send({"type": "job", "run": job.run, "data": job.data, "init_from_peer": bool(job.init_from)})
-                if job.init_from:
-                    worker.send({"type": "init_weights", "weights": initial[job.init_from]})
                 active[job.key] = (worker, job, submitted)
+                try:
+                    worker.send({"type": "job", "run": job.run, "data": job.data,
+                                 "init_from_peer": bool(job.init_from)})
+                    if job.init_from:
+                        worker.send({"type": "init_weights", "weights": initial[job.init_from]})
+                except OSError:  # it died before reading its job; _drain reports why
+                    pass
                 on_event(job.key, {"type": "started", "pid": worker.proc.pid})
             for key, (worker, job, submitted) in list(active.items()):
                 _drain(key, worker, submitted, initial, on_event, finish, timeout_s)

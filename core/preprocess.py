@@ -19,9 +19,10 @@ Normalizer = Callable[[np.ndarray, list[np.ndarray]], list[np.ndarray]]
 
 
 def preprocess(ds: Dataset, cfg: PreprocessConfig, keras_normalize: Normalizer | None = None):
-    """(x_train, y_train, x_test) after imputation and scaling."""
+    """(x_train, y_train, x_test, grid) after imputation and scaling; grid is None unless the data has one."""
     dtype = np.dtype(cfg.input_dtype)
     x_train, x_test, y_train = ds.x_train.astype(dtype), ds.x_test.astype(dtype), ds.y_train
+    extra = [] if ds.grid is None else [ds.grid.astype(dtype)]
     fill_rows = x_train if cfg.fit_on == "train" else np.vstack([x_train, x_test])
     if cfg.impute == "drop":
         keep = ~np.isnan(x_train).any(axis=1)
@@ -33,12 +34,13 @@ def preprocess(ds: Dataset, cfg: PreprocessConfig, keras_normalize: Normalizer |
         fill = column_fill(fill_rows, cfg.impute)
     x_train, x_test = fill_missing(x_train, fill), fill_missing(x_test, fill)
     fit_rows = x_train if cfg.fit_on == "train" else np.vstack([x_train, x_test])
+    arrays = [x_train, x_test, *extra]
     if cfg.scaler == "keras_normalization":
-        x_train, x_test = keras_normalize(fit_rows, [x_train, x_test])
+        arrays = keras_normalize(fit_rows, arrays)
     elif cfg.scaler != "none":
         shift, scale = scaler_stats(fit_rows, cfg.scaler)
-        x_train, x_test = (x_train - shift) / scale, (x_test - shift) / scale
-    return x_train, y_train, x_test
+        arrays = [(a - shift) / scale for a in arrays]
+    return arrays[0], y_train, arrays[1], (arrays[2] if extra else None)
 
 
 def column_fill(rows: np.ndarray, how: str) -> np.ndarray:

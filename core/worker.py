@@ -128,7 +128,7 @@ def run_job(tf, K, job: dict, out, inp) -> dict:
             raise RuntimeError("the peer's initial weights never arrived")
         return message["weights"]
 
-    x_train, y_train, x_test = preprocess(ds, run.preprocess, engine_keras.keras_normalizer(K))
+    x_train, y_train, x_test, grid = preprocess(ds, run.preprocess, engine_keras.keras_normalizer(K))
     engine = run.engine.name
     if engine == "tensorflow":
         record = engine_tf.train(run, ds, x_train, y_train, x_test, emit, wait_for_init)
@@ -144,6 +144,7 @@ def run_job(tf, K, job: dict, out, inp) -> dict:
         "diverged_epoch": rec.diverged_epoch,
         "weights": rec.weight_arrays(),
         "predictions": rec.prediction_array(),
+        "grid_predictions": None if grid is None else np.asarray(record["predict"](grid), dtype=np.float64),
         "n_train_rows": int(len(x_train)),
         "effective": {**record["effective"], **_effective_runtime(tf, run)},
         "versions": {**record["versions"], "numpy": np.__version__, "python": sys.version.split()[0]},

@@ -20,37 +20,37 @@ def cancer():
 
 
 def test_standard_population_matches_scikit_learn(cancer):
-    x_train, _, x_test = _prep(cancer, scaler="standard_population", input_dtype="float64")
+    x_train, _, x_test, _ = _prep(cancer, scaler="standard_population", input_dtype="float64")
     ref = StandardScaler().fit(cancer.x_train)
     np.testing.assert_allclose(x_train, ref.transform(cancer.x_train), rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(x_test, ref.transform(cancer.x_test), rtol=1e-12, atol=1e-12)
 
 
 def test_standard_sample_matches_pandas_std(cancer):
-    x_train, _, _ = _prep(cancer, scaler="standard_sample", input_dtype="float64")
+    x_train, _, _, _ = _prep(cancer, scaler="standard_sample", input_dtype="float64")
     frame = pd.DataFrame(cancer.x_train)
     ref = ((frame - frame.mean()) / frame.std()).to_numpy()
     np.testing.assert_allclose(x_train, ref, rtol=1e-12, atol=1e-12)
-    population, _, _ = _prep(cancer, scaler="standard_population", input_dtype="float64")
+    population, _, _, _ = _prep(cancer, scaler="standard_population", input_dtype="float64")
     assert np.max(np.abs(population - x_train)) > 1e-4  # the two really differ
 
 
 def test_minmax_matches_scikit_learn(cancer):
-    x_train, _, x_test = _prep(cancer, scaler="minmax", input_dtype="float64")
+    x_train, _, x_test, _ = _prep(cancer, scaler="minmax", input_dtype="float64")
     ref = MinMaxScaler().fit(cancer.x_train)
     np.testing.assert_allclose(x_train, ref.transform(cancer.x_train), rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(x_test, ref.transform(cancer.x_test), rtol=1e-12, atol=1e-12)
 
 
 def test_fitting_on_all_rows_uses_the_test_rows_too(cancer):
-    x_train, _, _ = _prep(cancer, fit_on="all", input_dtype="float64")
+    x_train, _, _, _ = _prep(cancer, fit_on="all", input_dtype="float64")
     ref = StandardScaler().fit(np.vstack([cancer.x_train, cancer.x_test]))
     np.testing.assert_allclose(x_train, ref.transform(cancer.x_train), rtol=1e-12, atol=1e-12)
 
 
 def test_float32_preprocessing_rounds_differently_from_float64(cancer):
-    x32, _, _ = _prep(cancer, input_dtype="float32")
-    x64, _, _ = _prep(cancer, input_dtype="float64")
+    x32, _, _, _ = _prep(cancer, input_dtype="float32")
+    x64, _, _, _ = _prep(cancer, input_dtype="float64")
     assert x32.dtype == np.float32 and x64.dtype == np.float64
     assert not np.array_equal(x32, x64.astype(np.float32))
     np.testing.assert_allclose(x32, x64, atol=1e-5)
@@ -60,7 +60,7 @@ def test_float32_preprocessing_rounds_differently_from_float64(cancer):
 def test_imputation_matches_pandas_fillna(how):
     ds = data.load(DataConfig(dataset="diabetes", missing_rate=0.2, missing_seed=3))
     assert np.isnan(ds.x_train).mean() == pytest.approx(0.2, abs=0.03)
-    x_train, _, x_test = _prep(ds, impute=how, scaler="none", input_dtype="float64")
+    x_train, _, x_test, _ = _prep(ds, impute=how, scaler="none", input_dtype="float64")
     frame = pd.DataFrame(ds.x_train)
     fill = {"mean": frame.mean(), "median": frame.median(), "zero": 0.0}[how]
     np.testing.assert_allclose(x_train, frame.fillna(fill).to_numpy(), rtol=1e-12)
@@ -69,7 +69,7 @@ def test_imputation_matches_pandas_fillna(how):
 
 def test_drop_removes_incomplete_training_rows_and_keeps_every_test_row():
     ds = data.load(DataConfig(dataset="diabetes", missing_rate=0.05))
-    x_train, y_train, x_test = _prep(ds, impute="drop", input_dtype="float64", scaler="none")
+    x_train, y_train, x_test, _ = _prep(ds, impute="drop", input_dtype="float64", scaler="none")
     complete = ~np.isnan(ds.x_train).any(axis=1)
     assert len(x_train) == complete.sum() < len(ds.x_train)
     np.testing.assert_array_equal(y_train, ds.y_train[complete])
@@ -113,3 +113,13 @@ def test_csv_loads_numeric_features_and_class_labels(tmp_path):
 def test_broken_csvs_get_clear_errors(tmp_path, text, target, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
         data.load(DataConfig(dataset="csv", csv_path=_csv(tmp_path, text), csv_target=target))
+
+
+def test_keras_normalization_matches_scikit_learn(cancer):
+    keras = pytest.importorskip("keras")
+    from core.engine_keras import keras_normalizer
+
+    x_train, _, x_test, _ = preprocess(cancer, PreprocessConfig(scaler="keras_normalization"), keras_normalizer(keras))
+    ref = StandardScaler().fit(cancer.x_train.astype(np.float32))
+    np.testing.assert_allclose(x_train, ref.transform(cancer.x_train), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(x_test, ref.transform(cancer.x_test), rtol=1e-4, atol=1e-4)

@@ -13,6 +13,7 @@ import pytest
 from core.config import DataConfig, RunConfig
 from core.factors import make_pair, parse_run
 from core.pair import ResultCache, run_pair
+from core.pool import WorkerPool
 from core.presets import preset
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -169,3 +170,27 @@ def test_keras_normalization_and_tf_keras_engine_run(pool):
     assert r.summary["b"]["versions"]["keras_module"] == "tf_keras"
     assert r.summary["b"]["effective"]["env"]["TF_USE_LEGACY_KERAS"] == "1"
     assert r.summary["a"]["versions"]["keras_module"] == "keras"
+
+
+def test_a_one_worker_pool_runs_the_pair_one_after_the_other_with_the_same_result(pool):
+    """Community Cloud's smallest container has room for one worker: B then waits for A's slot."""
+    pair = make_pair(MOONS, parse_run({"training": {"epochs": 2}}), {"optimizer.epsilon": 1e-8}, True)
+    small = WorkerPool(max_workers=1, warm=1)
+    try:
+        alone = _run(small, pair)
+    finally:
+        small.shutdown()
+    assert small.capacity == 1 and alone.complete
+    assert _same_arrays(alone, _run(pool, pair))
+    assert alone.summary["compare"]["per_epoch"][0]["max_abs"] == 0.0  # B started from A's initial weights
+
+
+def test_worker_count_is_bounded_by_the_memory_limit(monkeypatch):
+    import core.pool
+
+    monkeypatch.setattr(core.pool, "memory_limit_mb", lambda: 690)
+    assert core.pool.default_max_workers() == 1
+    monkeypatch.setattr(core.pool, "memory_limit_mb", lambda: 2700)
+    assert core.pool.default_max_workers() == min(6, max(2, os.cpu_count()))
+    monkeypatch.undo()
+    assert 100 < core.pool.memory_limit_mb() < 1e8  # the real reading: cgroup limit or physical memory
