@@ -222,12 +222,13 @@ def run_jobs(pool: WorkerPool, jobs: list[Job], on_event: Progress | None = None
     results: dict[str, dict] = {}
     initial: dict[str, dict] = {}
 
-    def finish(key: str, outcome: dict) -> None:
+    def finish(key: str, outcome: dict, notify: bool = True) -> None:
         worker = active.pop(key)[0]
         pool.release(worker)
         results[key] = outcome
-        on_event(key, {"type": "done" if outcome["type"] == "result" else "error", **(
-            {} if outcome["type"] == "result" else {"message": outcome["message"]})})
+        if notify:
+            on_event(key, {"type": "done" if outcome["type"] == "result" else "error", **(
+                {} if outcome["type"] == "result" else {"message": outcome["message"]})})
 
     try:
         while pending or active:
@@ -261,9 +262,9 @@ def run_jobs(pool: WorkerPool, jobs: list[Job], on_event: Progress | None = None
             for key, (worker, job, submitted) in list(active.items()):
                 _drain(key, worker, submitted, initial, on_event, finish, timeout_s)
             cancel.wait(0.01)
-    finally:
+    finally:  # the caller was interrupted (e.g. Streamlit's Stop): end every worker, report nothing
         for key in list(active):
-            finish(key, {"type": "error", "message": "interrupted"})
+            finish(key, {"type": "error", "message": "interrupted"}, notify=False)
     return results
 
 

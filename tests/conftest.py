@@ -24,3 +24,20 @@ def private_cache(tmp_path, monkeypatch):
     import core.pair
 
     monkeypatch.setattr(core.pair, "_default_cache", None)
+
+
+@pytest.fixture(scope="session")
+def app_test_pages():
+    """AppTest forgets between runs that st.navigation switched the legacy pages/ mode off
+    (the real server remembers); mirror the server, as DESIGN.md describes."""
+    from streamlit.runtime import pages_manager
+
+    original = pages_manager.PagesManager.__init__
+
+    def init(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        pages_manager.PagesManager.uses_pages_directory = False
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(pages_manager.PagesManager, "__init__", init)
+        yield

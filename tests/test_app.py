@@ -1,26 +1,126 @@
-"""The app in Streamlit's AppTest: a real run through real workers, numbers from the result."""
+"""The app in Streamlit's AppTest: real runs through real workers, numbers read back from the result."""
 
+import json
+
+import pytest
 from streamlit.testing.v1 import AppTest
 
 from core.presets import PRESETS
+from ui import state
+
+PAGES = ["pages/overview.py", "pages/loss_curves.py", "pages/weights.py", "pages/predictions.py"]
 
 
-def test_app_runs_a_scenario_and_shows_the_measured_numbers():
-    at = AppTest.from_file("../app.py", default_timeout=30)
+def _app(query: dict | None = None) -> AppTest:
+    at = AppTest.from_file("../app.py", default_timeout=60)
+    if query:
+        at.query_params.update(query)
+    return at
+
+
+def _run_scenario(at: AppTest, name: str, epochs: int = 2) -> AppTest:
     at.run()
-    assert not at.exception
-    assert at.sidebar.selectbox[0].options == list(PRESETS)
-    at.sidebar.selectbox[0].set_value("adam-epsilon")
-    at.sidebar.slider[0].set_value(2)
+    at.sidebar.selectbox(key="scenario").set_value(name)
     at.run()
-    assert at.dataframe[0].value["B"].tolist() == ["1e-08"] and at.dataframe[0].value["A"].tolist() == ["1e-07"]
-    at.sidebar.button[0].click()
+    at.sidebar.number_input(key="a.training.epochs").set_value(epochs)
+    at.run()
+    at.sidebar.button(key="run").click()
     at.run(timeout=300)
-    assert not at.exception and not at.error
-    c = at.session_state["result"].summary["compare"]
+    assert not at.exception, at.exception
+    return at
+
+
+def _specs(at: AppTest) -> list[dict]:
+    return [json.loads(chart.proto.spec) for chart in at.get("vega_lite_chart")]
+
+
+def _chart_data(at: AppTest, index: int):
+    """The data frame behind the index-th chart (the largest of its named datasets)."""
+    from streamlit.dataframe_util import convert_arrow_bytes_to_pandas_df
+
+    chart = at.get("vega_lite_chart")[index]
+    frames = [convert_arrow_bytes_to_pandas_df(d.data.data) for d in chart.proto.datasets]
+    return max(frames, key=len)
+
+
+def _encodings(spec: dict) -> set[str]:
+    layers = spec.get("layer", [spec])
+    return {f"{channel}:{enc.get('field', '')}" for layer in layers
+            for channel, enc in layer.get("encoding", {}).items() if isinstance(enc, dict)}
+
+
+@pytest.fixture(scope="module")
+def digits_app(pool, app_test_pages):
+    return _run_scenario(_app(), "adam-epsilon")
+
+
+def test_every_page_renders_the_measured_numbers(app_test_pages, digits_app):
+    at = digits_app
+    result = at.session_state["result"]
+    c = result.summary["compare"]
+    at.switch_page("pages/overview.py").run()
+    assert not at.exception
     shown = {m.label: m.value for m in at.metric}
     assert shown["Largest prediction gap"] == f"{c['prediction_max_abs_delta']:.3g}"
     assert shown["Test predictions that change class"] == f"{c['disagreements']} of 360"
     assert shown["Weights first differ at epoch"] == str(c["first_divergent_epoch"])
-    spec = at.get("vega_lite_chart")[0].proto.spec
-    assert '"strokeDash"' in spec and '"loss"' in spec
+    assert shown["Final weight distance (L2)"] == f"{c['per_epoch'][-1]['l2']:.3g}"
+    differs = at.dataframe[1].value
+    assert differs["factor"].tolist() == ["epsilon", "Initial weights"]
+    assert differs["A"].tolist()[0] == "1e-07" and differs["B"].tolist()[0] == "1e-08"
+    assert "x:epoch" in _encodings(_specs(at)[0]) and "y:l2" in _encodings(_specs(at)[0])
+
+    at.switch_page("pages/loss_curves.py").run()
+    assert not at.exception
+    loss = _specs(at)[0]
+    assert {"color:model", "strokeDash:split", "y:loss"} <= _encodings(loss)
+    values = _chart_data(at, 0)
+    last_a = values[(values["model"] == "A") & (values["split"] == "train")].iloc[-1]
+    assert last_a["loss"] == result.summary["a"]["history"][-1]["loss"]
+
+    at.switch_page("pages/weights.py").run()
+    assert not at.exception
+    assert at.main.selectbox[0].value == "dense_0/kernel"
+    specs = _specs(at)
+    assert len(specs) == 4 and "color:model" in _encodings(specs[0])
+    initial = _chart_data(at, 0)
+    assert len(initial) == 2 * 64 * 64  # every element of A's and B's kernel
+    assert sorted(initial[initial["model"] == "A"]["value"]) == sorted(result.weights("a")["dense_0/kernel"][0].ravel())
+
+    at.switch_page("pages/predictions.py").run()
+    assert not at.exception
+    assert len(at.get("image")) == 8  # the 8x8 inputs of the 8 samples where A and B differ most
+    assert {"x:a", "y:b"} <= _encodings(_specs(at)[1])
+    top = at.main.dataframe[0].value
+    assert len(top) == 8 and top["delta"].is_monotonic_decreasing
+
+
+def test_sidebar_values_survive_page_switches(app_test_pages, digits_app):
+    at = digits_app
+    at.sidebar.number_input(key="a.optimizer.learning_rate").set_value(0.002)
+    at.run()
+    for page in PAGES:
+        at.switch_page(page).run()
+        assert at.session_state["a.optimizer.learning_rate"] == 0.002
+        assert at.session_state["b.optimizer.epsilon"] == 1e-8
+    assert at.query_params["a.optimizer.learning_rate"] == "0.002"
+
+
+def test_a_link_restores_the_pair_exactly(app_test_pages):
+    pair = PRESETS["mean-vs-median-impute"].pair(epochs=3)
+    params = state.to_params(pair)
+    at = _app(params)
+    at.run()
+    assert not at.exception and not at.warning
+    assert state.from_state(at.session_state) == pair
+    assert at.session_state["b.preprocess.impute"] == "median" and at.session_state["data.missing_rate"] == 0.1
+
+
+def test_a_bad_link_parameter_warns_and_falls_back(app_test_pages):
+    at = _app({"a.optimizer.epsilon": "banana", "a.training.epochs": "7", "zzz": "1", "b.engine.name": "pytorch"})
+    at.run()
+    assert not at.exception
+    text = " ".join(w.value for w in at.warning)
+    assert "a.optimizer.epsilon" in text and "'zzz'" in text and "b.engine.name" in text
+    assert at.session_state["a.optimizer.epsilon"] == 1e-7 and at.session_state["a.training.epochs"] == 7
+    assert at.session_state[state.B_FACTORS] == []

@@ -1,0 +1,53 @@
+"""Overview: the verdict, the numbers side by side, what differs, and the settings in effect."""
+
+import json
+
+import streamlit as st
+
+from ui import charts, tables
+from ui.page import result_or_stop
+
+result = result_or_stop()
+s = result.summary
+
+st.header("Overview")
+for sentence in tables.verdict(result):
+    st.markdown(f"- {sentence}")
+
+c = s["compare"]
+cols = st.columns(4)
+if s["data"]["task"] == "classification":
+    cols[0].metric("Test predictions that change class", f"{c['disagreements']} of {s['data']['n_test']}")
+else:
+    cols[0].metric("RMS prediction gap", f"{c['prediction_rms_delta']:.3g}")
+cols[1].metric("Largest prediction gap", f"{c['prediction_max_abs_delta']:.3g}")
+first = c["first_divergent_epoch"]
+cols[2].metric("Weights first differ at epoch", "never" if first is None else str(first))
+cols[3].metric("Final weight distance (L2)", f"{c['per_epoch'][-1]['l2']:.3g}")
+
+st.subheader("Final metrics")
+st.dataframe(tables.final_metrics(result), hide_index=True)
+
+st.subheader("What differs")
+differs = tables.what_differs(s["config"])
+if differs.empty:
+    st.write("Nothing in the config: A and B are the same setup, each trained in its own fresh process.")
+else:
+    st.dataframe(differs, hide_index=True)
+
+st.subheader("Divergence at a glance")
+distances = tables.distances(result)
+st.altair_chart(charts.weight_distance(distances[distances["layer"] == "all weights"]), width="stretch")
+
+st.subheader("Environment")
+st.caption(s["data"]["description"] + (" · served from the cache" if result.cached else ""))
+st.dataframe(tables.environment(result), hide_index=True)
+
+st.subheader("Downloads")
+history = tables.history(result)
+left, middle, right = st.columns(3)
+left.download_button("Histories and gaps (CSV)", history.merge(
+    tables.gaps(history), on=["epoch", "split"], how="left").to_csv(index=False), "histories.csv", "text/csv")
+middle.download_button("Result (JSON)", json.dumps(s, indent=1), "result.json", "application/json")
+right.download_button("Pair config (JSON)", json.dumps(s["config"], indent=2), "pair.json", "application/json")
+st.download_button("Prediction deltas (CSV)", tables.predictions(result).to_csv(index=False), "deltas.csv", "text/csv")

@@ -1,0 +1,66 @@
+"""Training from the app: live progress, Stop, and the last good result kept on screen."""
+
+from __future__ import annotations
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from core.config import ConfigError, PairConfig
+from core.pair import PairResult, run_pair
+
+RESULT, ERROR, TRAINING = "result", "run_error", "training"
+
+
+def current() -> PairResult | None:
+    """The last complete result (it stays until a newer one is complete)."""
+    return st.session_state.get(RESULT)
+
+
+def show_messages() -> None:
+    if st.session_state.pop(TRAINING, None):  # the previous script run ended inside training: Stop
+        st.info("Training stopped. The last complete result is still shown.")
+    if st.session_state.get(ERROR):
+        st.error(st.session_state[ERROR])
+
+
+def train(pair: PairConfig) -> None:
+    """Train the pair with progress per model and loss curves that grow while it runs."""
+    epochs = {"a": pair.a.training.epochs, "b": pair.b.training.epochs}
+    rows: list[dict] = []
+    st.session_state[TRAINING] = True
+    with st.status("Training A and B in fresh worker processes…", expanded=True) as status:
+        bars = {m: st.progress(0.0, text=f"{m.upper()}: waiting for a worker") for m in epochs}
+        live = st.empty()
+
+        def on_event(model: str, event: dict) -> None:
+            label = model.upper()
+            if event["type"] == "started":
+                bars[model].progress(0.0, text=f"{label}: starting (TensorFlow import if the worker is cold)")
+            elif event["type"] == "epoch":
+                n = event["epoch"]
+                bars[model].progress(min(n / epochs[model], 1.0), text=f"{label}: epoch {n}/{epochs[model]}, "
+                                                                       f"loss {event['loss']:.4g}")
+                rows.append({"epoch": n, "model": label, "loss": event["loss"]})
+                live.altair_chart(alt.Chart(pd.DataFrame(rows)).mark_line(point=True).encode(
+                    x="epoch:Q", y="loss:Q", color="model:N"), width="stretch")
+            elif event["type"] == "error":
+                bars[model].progress(1.0, text=f"{label}: {event['message']}")
+
+        try:
+            result = run_pair(pair, on_event=on_event)
+        except ConfigError as e:
+            result = None
+            st.session_state[ERROR] = str(e)
+        st.session_state.pop(TRAINING, None)  # still set if Stop interrupted this script run
+        if result is not None and result.complete:
+            st.session_state[RESULT] = result
+            st.session_state[ERROR] = None
+            status.update(label="Served from the cache" if result.cached else "Training done", state="complete",
+                          expanded=False)
+        else:
+            if result is not None:
+                st.session_state[ERROR] = "The run did not finish; the last complete result is still shown. " + \
+                    " ".join(f"{m.upper()}: {result.summary[m]['message']}" for m in ("a", "b")
+                             if result.summary[m]["status"] not in ("ok", "diverged"))
+            status.update(label="Training failed", state="error", expanded=False)

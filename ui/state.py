@@ -1,0 +1,127 @@
+"""The pair config as flat string parameters (the URL) and as widget state.
+
+URL keys: `data.<field>` for the shared data, `a.<section.field>` for A's settings,
+`b.<section.field>` for each factor in which B differs, `init=a` when B starts from
+A's initial weights. Only values away from the defaults are written, so a link is
+short. Reading never raises: a parameter that makes no sense becomes a warning and
+falls back to the default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping
+
+from core.config import ConfigError, DataConfig, PairConfig, RunConfig, run_paths
+from core.factors import BY_PATH, DATA_RULES, Choice, Layers, Number, make_pair
+from core.presets import default_pair
+
+DATA_FIELDS = [f.name for f in dataclasses.fields(DataConfig)]
+NOT_IN_LINKS = {"csv_path"}  # an uploaded file lives on this server only
+
+
+def encode(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (tuple, list)):
+        return ",".join(map(str, value))
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def decode(text: str, allowed, where: str) -> Any:
+    """A URL string as the value `allowed` expects (then checked by it)."""
+    if isinstance(allowed, Choice):
+        for option in allowed.options:
+            if text == encode(option) or (isinstance(option, bool) and text.lower() in (
+                    ("1", "on", "yes", "true") if option else ("0", "off", "no", "false"))):
+                return option
+        return allowed.check(text, where)  # raises with the allowed list
+    if isinstance(allowed, Number):
+        try:
+            value = float(text)
+        except ValueError:
+            raise ConfigError(f"{where}: expected a number, got {text!r}") from None
+        if allowed.integer:
+            if not value.is_integer():
+                raise ConfigError(f"{where}: expected an integer, got {text!r}")
+            value = int(value)
+        return allowed.check(value, where)
+    if isinstance(allowed, Layers):
+        return allowed.check(text, where)
+    return allowed.check(text, where)
+
+
+def to_params(pair: PairConfig) -> dict[str, str]:
+    params = {}
+    default_data = DataConfig()
+    for name in DATA_FIELDS:
+        value = getattr(pair.data, name)
+        if value != getattr(default_data, name) and name not in NOT_IN_LINKS:
+            params[f"data.{name}"] = encode(value)
+    for path in run_paths():
+        if pair.a.get(path) != BY_PATH[path].default:
+            params[f"a.{path}"] = encode(pair.a.get(path))
+    for path, value in pair.b_differs:
+        params[f"b.{path}"] = encode(value)
+    if pair.b_starts_from_a_init:
+        params["init"] = "a"
+    return params
+
+
+def from_params(params: Mapping[str, str]) -> tuple[PairConfig, list[str]]:
+    """The pair a link describes, and a warning for each parameter that was ignored."""
+    if not params:
+        return default_pair(), []
+    warnings: list[str] = []
+    data, a, b, init = {}, RunConfig(), {}, False
+    for key, text in params.items():
+        head, _, rest = key.partition(".")
+        try:
+            if key == "init":
+                init = decode(text, Choice(("a", "none")), "init") == "a"
+            elif head == "data" and rest in DATA_RULES and rest not in NOT_IN_LINKS:
+                data[rest] = decode(text, DATA_RULES[rest], key)
+            elif head in ("a", "b") and rest in BY_PATH:
+                value = decode(text, BY_PATH[rest].allowed, key)
+                if head == "a":
+                    a = a.with_value(rest, value)
+                else:
+                    b[rest] = value
+            else:
+                warnings.append(f"Ignored the unknown link parameter {key!r}.")
+        except ConfigError as e:
+            warnings.append(f"Ignored link parameter {key}={text!r}: {e}. Using the default.")
+    try:
+        return make_pair(DataConfig(**data), a, b, init), warnings
+    except ConfigError as e:
+        return default_pair(), warnings + [f"The link describes a pair that cannot run ({e}); "
+                                           "showing the default scenario instead."]
+
+
+# Widget state: one session-state key per field, the same names as the URL keys.
+B_FACTORS = "b.factors"  # the multiselect of factors in which B differs
+INIT = "init"
+
+
+def to_state(pair: PairConfig) -> dict[str, Any]:
+    state = {f"data.{name}": getattr(pair.data, name) for name in DATA_FIELDS}
+    state.update({f"a.{path}": _widget_value(pair.a.get(path)) for path in run_paths()})
+    state.update({f"b.{path}": _widget_value(pair.a.get(path)) for path in run_paths()})  # B's inputs start at A's
+    state.update({f"b.{path}": _widget_value(value) for path, value in pair.b_differs})
+    state[B_FACTORS] = [path for path, _ in pair.b_differs]
+    state[INIT] = pair.b_starts_from_a_init
+    return state
+
+
+def from_state(state: Mapping[str, Any]) -> PairConfig:
+    """The pair the widgets describe; ConfigError names the first field that is wrong."""
+    data = DataConfig(**{name: DATA_RULES[name].check(state[f"data.{name}"], f"data.{name}") for name in DATA_FIELDS})
+    a = RunConfig()
+    for path in run_paths():
+        a = a.with_value(path, BY_PATH[path].allowed.check(state[f"a.{path}"], path))
+    b = {path: state[f"b.{path}"] for path in state.get(B_FACTORS, [])}
+    return make_pair(data, a, b, bool(state.get(INIT)))
+
+
+def _widget_value(value: Any) -> Any:
+    return encode(value) if isinstance(value, tuple) else value

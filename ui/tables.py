@@ -1,0 +1,163 @@
+"""A PairResult turned into tidy data frames and plain sentences (no Streamlit here).
+
+Every number here is read from the result the workers measured.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from core.compare import per_sample_delta
+from core.factors import factor, format_value
+from core.pair import PairResult
+from core.factors import parse_pair
+
+MODELS = {"a": "A", "b": "B"}
+
+
+def history(result: PairResult) -> pd.DataFrame:
+    """epoch, model, split, loss, metric."""
+    rows = []
+    for m, label in MODELS.items():
+        for row in result.summary[m]["history"]:
+            rows.append({"epoch": row["epoch"], "model": label, "split": "train", "loss": row["loss"],
+                         "metric": row["metric"]})
+            rows.append({"epoch": row["epoch"], "model": label, "split": "test", "loss": row["test_loss"],
+                         "metric": row["test_metric"]})
+    return pd.DataFrame(rows, columns=["epoch", "model", "split", "loss", "metric"])
+
+
+def gaps(hist: pd.DataFrame, measure: str = "loss") -> pd.DataFrame:
+    """epoch, split, gap = A's value minus B's, for the epochs both have."""
+    wide = hist.pivot_table(index=["epoch", "split"], columns="model", values=measure).dropna().reset_index()
+    wide["gap"] = wide["A"] - wide["B"]
+    return wide[["epoch", "split", "gap"]]
+
+
+def distances(result: PairResult) -> pd.DataFrame:
+    """epoch, layer, l2, relative, max_abs, cosine per variable, plus layer 'all weights'."""
+    rows = []
+    for e in result.summary["compare"]["per_epoch"]:
+        rows.append({"epoch": e["epoch"], "layer": "all weights", "l2": e["l2"], "relative": e["relative"],
+                     "max_abs": e["max_abs"], "cosine": np.nan})
+        rows += [{"epoch": e["epoch"], "layer": name, **d} for name, d in e["layers"].items()]
+    return pd.DataFrame(rows)
+
+
+def weight_values(result: PairResult, name: str, epoch: int) -> pd.DataFrame:
+    """value, model: every element of one variable at one epoch (0 = initialisation; -1 = last)."""
+    frames = [pd.DataFrame({"value": result.weights(m)[name][epoch].ravel().astype(np.float64), "model": label})
+              for m, label in MODELS.items()]
+    return pd.concat(frames, ignore_index=True)
+
+
+def weight_delta(result: PairResult, name: str, epoch: int) -> pd.DataFrame:
+    a, b = result.weights("a")[name], result.weights("b")[name]
+    return pd.DataFrame({"A − B": (a[epoch].astype(np.float64) - b[epoch].astype(np.float64)).ravel()})
+
+
+def predictions(result: PairResult) -> pd.DataFrame:
+    """Per test sample: truth, A's and B's prediction, and the largest absolute difference.
+
+    For classification, a and b are each model's probability of the true class.
+    """
+    pa, pb = result.predictions("a"), result.predictions("b")
+    y = result.arrays["data/y_test"]
+    frame = pd.DataFrame({"sample": np.arange(len(y)), "truth": y, "delta": per_sample_delta(pa, pb)})
+    if result.summary["data"]["task"] == "classification":
+        idx = np.arange(len(y))
+        frame["a"], frame["b"] = pa[idx, y], pb[idx, y]
+        frame["class_a"], frame["class_b"] = pa.argmax(axis=1), pb.argmax(axis=1)
+        frame["differs"] = frame["class_a"] != frame["class_b"]
+    else:
+        frame["a"], frame["b"] = pa[:, 0], pb[:, 0]
+        frame["differs"] = False
+    return frame
+
+
+def decision_grid(result: PairResult) -> pd.DataFrame | None:
+    """x1, x2, A, B, disagree over the input plane (2-feature classification only)."""
+    if "data/grid" not in result.arrays or "a/grid_predictions" not in result.arrays:
+        return None
+    grid = result.arrays["data/grid"]
+    pa, pb = result.arrays["a/grid_predictions"], result.arrays["b/grid_predictions"]
+    return pd.DataFrame({"x1": grid[:, 0], "x2": grid[:, 1], "A": pa[:, -1], "B": pb[:, -1],
+                         "disagree": pa.argmax(axis=1) != pb.argmax(axis=1)})
+
+
+def forecast(result: PairResult) -> pd.DataFrame:
+    y = result.arrays["data/y_test"]
+    step = np.arange(len(y))
+    parts = [pd.DataFrame({"step": step, "source": "truth", "value": y})]
+    parts += [pd.DataFrame({"step": step, "source": label, "value": result.predictions(m)[:, 0]})
+              for m, label in MODELS.items()]
+    return pd.concat(parts, ignore_index=True)
+
+
+def what_differs(pair_dict: dict) -> pd.DataFrame:
+    """Only the differing factors: label, A's value, B's value, mechanism."""
+    pair = parse_pair(pair_dict)
+    rows = [{"factor": factor(path).label, "A": format_value(path, pair.a.get(path)),
+             "B": format_value(path, value), "mechanism": factor(path).mechanism}
+            for path, value in pair.b_differs]
+    if pair.b_starts_from_a_init:
+        rows.append({"factor": "Initial weights", "A": "drawn", "B": "copied from A",
+                     "mechanism": "B starts from exactly A's initial weights, so initialisation cannot differ."})
+    return pd.DataFrame(rows, columns=["factor", "A", "B", "mechanism"])
+
+
+def environment(result: PairResult) -> pd.DataFrame:
+    """Settings in effect for A and B, side by side."""
+    keys = ["device", "jit_compile", "dtype_policy", "intra_op_threads", "inter_op_threads", "onednn",
+            "op_determinism", "tf32", "seeding", "optimizer_class", "fit"]
+    rows = []
+    for key in keys:
+        row = {"setting": key}
+        for m, label in MODELS.items():
+            row[label] = str(result.summary[m].get("effective", {}).get(key, "—"))
+        rows.append(row)
+    for key in ("tensorflow", "keras"):
+        rows.append({"setting": f"{key} version", **{label: str(result.summary[m].get("versions", {}).get(key, "—"))
+                                                     for m, label in MODELS.items()}})
+    return pd.DataFrame(rows)
+
+
+def verdict(result: PairResult) -> list[str]:
+    """Plain sentences built from the measured numbers."""
+    s = result.summary
+    c, data = s["compare"], s["data"]
+    if c is None:
+        return ["No comparison: " + "; ".join(f"{MODELS[m]} {s[m]['status']}: {s[m]['message']}"
+                                               for m in MODELS if s[m]["status"] not in ("ok", "diverged"))]
+    out = []
+    if c["weights_bitwise_equal"] and c["predictions_bitwise_equal"]:
+        out.append("A and B are bitwise identical: every weight after every epoch and every test prediction.")
+    else:
+        first = c["first_divergent_epoch"]
+        when = "never differ" if first is None else (
+            "already differ at initialisation" if first == 0 else f"first differ after epoch {first}")
+        out.append(f"The weights {when}.")
+        if data["task"] == "classification":
+            out.append(f"{c['disagreements']} of {data['n_test']} test predictions change class "
+                       f"({c['disagreement_rate']:.1%}); the largest probability gap is "
+                       f"{c['prediction_max_abs_delta']:.3g}.")
+        else:
+            out.append(f"The largest prediction gap is {c['prediction_max_abs_delta']:.3g} "
+                       f"(RMS {c['prediction_rms_delta']:.3g}).")
+    for m, label in MODELS.items():
+        if s[m]["status"] == "diverged":
+            out.append(f"{label} {s[m]['message']}.")
+    return out
+
+
+def final_metrics(result: PairResult) -> pd.DataFrame:
+    rows = []
+    metric = "accuracy" if result.summary["data"]["task"] == "classification" else "MAE"
+    for m, label in MODELS.items():
+        last = result.summary[m]["history"][-1] if result.summary[m]["history"] else {}
+        rows.append({"model": label, "epochs": len(result.summary[m]["history"]),
+                     "train loss": last.get("loss"), "test loss": last.get("test_loss"),
+                     f"test {metric}": last.get("test_metric"),
+                     "train time (s)": result.summary[m].get("timings", {}).get("train_s")})
+    return pd.DataFrame(rows)
