@@ -8,12 +8,12 @@ import streamlit as st
 
 from ui import run, sidebar, state
 
-st.set_page_config(page_title="Divergence Lab", page_icon="🔀", layout="wide")
+st.set_page_config(page_title="Divergence Lab", page_icon=":material/compare_arrows:", layout="wide")
 
 if "loaded" not in st.session_state:  # a new session: the link (or the default scenario) sets every control
     pair, warnings = state.from_params(st.query_params.to_dict())
     sidebar.load_pair(pair)
-    st.session_state["scenario"] = sidebar.CUSTOM if st.query_params else sidebar.DEFAULT_SCENARIO
+    sidebar.set_scenario(sidebar.CUSTOM if st.query_params else sidebar.DEFAULT_SCENARIO)
     st.session_state["link_warnings"] = warnings
     st.session_state["loaded"] = True
 
@@ -26,13 +26,14 @@ if pair is not None:
         st.query_params.from_dict(params)
 
 page = st.navigation([
-    st.Page("pages/overview.py", title="Overview", icon="🧭", default=True),
-    st.Page("pages/loss_curves.py", title="Loss curves", icon="📉"),
-    st.Page("pages/weights.py", title="Weights", icon="⚖️"),
-    st.Page("pages/predictions.py", title="Predictions", icon="🎯"),
+    st.Page("pages/overview.py", title="Overview", icon=":material/dashboard:", default=True),
+    st.Page("pages/loss_curves.py", title="Loss curves", icon=":material/show_chart:"),
+    st.Page("pages/weights.py", title="Weights", icon=":material/balance:"),
+    st.Page("pages/predictions.py", title="Predictions", icon=":material/scatter_plot:"),
 ])
 st.title("Divergence Lab")
-run.show_messages()
-if st.session_state.get("run") and pair is not None:
+training_now = sidebar.run_requested() and pair is not None
+run.show_messages(training_now)
+if training_now:
     run.train(pair)
 page.run()

@@ -17,10 +17,11 @@ def current() -> PairResult | None:
     return st.session_state.get(RESULT)
 
 
-def show_messages() -> None:
+def show_messages(training_now: bool) -> None:
+    """Messages left by the previous script run (not repeated when a new training starts)."""
     if st.session_state.pop(TRAINING, None):  # the previous script run ended inside training: Stop
         st.info("Training stopped. The last complete result is still shown.")
-    if st.session_state.get(ERROR):
+    if st.session_state.get(ERROR) and not training_now:
         st.error(st.session_state[ERROR])
 
 
@@ -29,6 +30,7 @@ def train(pair: PairConfig) -> None:
     epochs = {"a": pair.a.training.epochs, "b": pair.b.training.epochs}
     rows: list[dict] = []
     st.session_state[TRAINING] = True
+    st.session_state[ERROR] = None
     with st.status("Training A and B in fresh worker processes…", expanded=True) as status:
         bars = {m: st.progress(0.0, text=f"{m.upper()}: waiting for a worker") for m in epochs}
         live = st.empty()
@@ -64,3 +66,4 @@ def train(pair: PairConfig) -> None:
                     " ".join(f"{m.upper()}: {result.summary[m]['message']}" for m in ("a", "b")
                              if result.summary[m]["status"] not in ("ok", "diverged"))
             status.update(label="Training failed", state="error", expanded=False)
+            st.error(st.session_state[ERROR])

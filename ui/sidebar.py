@@ -30,14 +30,55 @@ DATA_LABELS = {
 SHARED_GROUPS = (ARCH, TRAIN)
 
 
+STORE = "sidebar.values"  # widget values kept outside the widgets, see _restore
+
+
+def _set(key: str, value) -> None:
+    st.session_state[key] = value
+    st.session_state.setdefault(STORE, {})[key] = value
+
+
+def _remember(key: str) -> None:
+    st.session_state.setdefault(STORE, {})[key] = st.session_state[key]
+
+
+def _restore() -> None:
+    """Re-assert every widget value before the widgets are drawn.
+
+    On a fresh server the first page run is repeated under the page's own script hash
+    and Streamlit then takes the browser's default widget values over the ones set
+    here; values set in this run win over the browser's, so nothing is lost.
+    """
+    for key, value in st.session_state.setdefault(STORE, {}).items():
+        st.session_state[key] = value
+
+
 def load_pair(pair: PairConfig) -> None:
     """Put a pair into the widgets (before they are drawn)."""
-    values = state.to_state(pair)
-    st.session_state.update(values)
-    st.session_state["b.shown"] = list(values[state.B_FACTORS])
+    for key, value in state.to_state(pair).items():
+        _set(key, value)
+    _set("b.shown", [path for path, _ in pair.b_differs])
+
+
+RUN_REQUESTED = "run.requested"
+
+
+def _request_run() -> None:
+    # A flag, not the button's value: on a fresh server the first click can arrive with
+    # a page-hash change, and Streamlit then resets widget values, the button's included.
+    st.session_state[RUN_REQUESTED] = True
+
+
+def run_requested() -> bool:
+    return bool(st.session_state.pop(RUN_REQUESTED, False))
+
+
+def set_scenario(name: str) -> None:
+    _set("scenario", name)
 
 
 def _load_scenario() -> None:
+    _remember("scenario")
     name = st.session_state["scenario"]
     if name != CUSTOM:
         load_pair(PRESETS[name].pair())
@@ -45,27 +86,29 @@ def _load_scenario() -> None:
 
 def _start_b_at_a() -> None:
     """A factor just added to 'B differs in' starts at A's current value."""
+    _remember(state.B_FACTORS)
     before = set(st.session_state.get("b.shown", []))
     for path in st.session_state[state.B_FACTORS]:
         if path not in before:
-            st.session_state[f"b.{path}"] = st.session_state[f"a.{path}"]
-    st.session_state["b.shown"] = list(st.session_state[state.B_FACTORS])
+            _set(f"b.{path}", st.session_state[f"a.{path}"])
+    _set("b.shown", list(st.session_state[state.B_FACTORS]))
 
 
 def _input(allowed, label: str, key: str, help: str | None = None) -> None:
+    kept = {"key": key, "help": help, "on_change": _remember, "args": (key,)}
     if isinstance(allowed, Choice) and all(isinstance(o, bool) for o in allowed.options):
-        st.toggle(label, key=key, help=help)
+        st.toggle(label, **kept)
     elif isinstance(allowed, Choice):
-        st.selectbox(label, allowed.options, key=key, help=help)
+        st.selectbox(label, allowed.options, **kept)
     elif isinstance(allowed, Number) and allowed.integer:
-        st.number_input(label, min_value=int(allowed.lo), max_value=int(allowed.hi), step=1, key=key, help=help)
+        st.number_input(label, min_value=int(allowed.lo), max_value=int(allowed.hi), step=1, **kept)
     elif isinstance(allowed, Number):
         current = abs(float(st.session_state.get(key) or 0.0))
         step = 10 ** math.floor(math.log10(current)) if allowed.log and current > 0 else 0.01
         st.number_input(label, min_value=float(allowed.lo), max_value=float(allowed.hi), step=step, format="%g",
-                        key=key, help=help)
+                        **kept)
     elif isinstance(allowed, (Layers, Text)):
-        st.text_input(label, key=key, help=help)
+        st.text_input(label, **kept)
 
 
 def _factor_inputs(prefix: str, groups: tuple[str, ...], exclude: tuple[str, ...] = ()) -> None:
@@ -96,7 +139,7 @@ def _csv_inputs() -> None:
         path = Path(tempfile.gettempdir()) / "divergence-lab-uploads" / f"{hashlib.sha256(content).hexdigest()[:16]}.csv"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(content)
-        st.session_state["data.csv_path"] = str(path)
+        _set("data.csv_path", str(path))
     path = st.session_state.get("data.csv_path")
     if not path:
         st.info("Upload a CSV to use it as the dataset.")
@@ -109,12 +152,13 @@ def _csv_inputs() -> None:
         st.error(f"The file is not a readable CSV: {e}")
         return
     if st.session_state.get("data.csv_target") not in columns:
-        st.session_state["data.csv_target"] = columns[-1]
-    st.selectbox("Target column", columns, key="data.csv_target")
+        _set("data.csv_target", columns[-1])
+    st.selectbox("Target column", columns, key="data.csv_target", on_change=_remember, args=("data.csv_target",))
 
 
 def render() -> PairConfig | None:
     """Draw the sidebar; return the pair it describes, or None (with the error shown) if it cannot run."""
+    _restore()
     with st.sidebar:
         st.selectbox("Scenario", [CUSTOM, *PRESETS], key="scenario", on_change=_load_scenario,
                      help="Loads a ready-made pair; every control below can then be changed.")
@@ -133,7 +177,7 @@ def render() -> PairConfig | None:
             f = BY_PATH[path]
             a_value = format_value(path, st.session_state[f"a.{path}"])
             _input(f.allowed, f"B: {f.label} (A: {a_value})", f"b.{path}", f.mechanism)
-        st.toggle("B starts from A's initial weights", key=state.INIT,
+        st.toggle("B starts from A's initial weights", key=state.INIT, on_change=_remember, args=(state.INIT,),
                   help="Copies A's initial weights into B, so that initialisation cannot differ.")
         try:
             pair = state.from_state(st.session_state)
@@ -141,7 +185,7 @@ def render() -> PairConfig | None:
             st.error(str(e))
             pair = None
         left, right = st.columns(2)
-        left.button("Run", type="primary", key="run", disabled=pair is None, width="stretch")
+        left.button("Run", type="primary", key="run", disabled=pair is None, width="stretch", on_click=_request_run)
         right.button("Stop", key="stop", width="stretch", help="Stops a training in progress.")
     return pair
 

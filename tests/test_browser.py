@@ -1,0 +1,83 @@
+"""One real-browser test: the real server, Debian's Chromium driven by Playwright.
+
+Opens the app, runs the default scenario, visits every page, finds no exception, and
+saves a screenshot of each page under test-artifacts/ (or $TEST_ARTIFACTS).
+"""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import sync_playwright
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = Path(os.environ.get("TEST_ARTIFACTS", ROOT / "test-artifacts"))
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync"]
+PAGES = ["Overview", "Loss curves", "Weights", "Predictions"]
+IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    port = _free_port()
+    log = open(tmp_path_factory.mktemp("server") / "streamlit.log", "w+")
+    env = {**os.environ, "DIVERGENCE_LAB_CACHE": str(tmp_path_factory.mktemp("cache"))}
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+                             "--server.address", "127.0.0.1", "--server.headless", "true"],
+                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
+                break
+        except OSError:
+            time.sleep(0.2)
+    else:
+        log.seek(0)
+        pytest.fail(f"the server did not come up: {log.read()[-2000:]}")
+    yield url
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def _settle(page) -> None:
+    page.wait_for_timeout(300)  # let a rerun that was just triggered begin
+    page.wait_for_selector(IDLE, timeout=240_000)
+
+
+def test_default_scenario_in_a_real_browser(server):
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(server)
+        _settle(page)
+        page.get_by_role("button", name="Run", exact=True).click()
+        page.get_by_text("Largest prediction gap").wait_for(timeout=240_000)
+        _settle(page)
+        assert "b.optimizer.epsilon=1e-08" in page.url  # the default scenario's pair lives in the link
+        for i, title in enumerate(PAGES):
+            page.get_by_role("link", name=title).click()
+            _settle(page)
+            page.locator(".vega-embed").first.wait_for(timeout=60_000)
+            assert page.locator('[data-testid="stException"]').count() == 0, title
+            assert page.get_by_role("heading", name=title).count() >= 1
+            page.screenshot(path=str(ARTIFACTS / f"{i + 1}-{title.lower().replace(' ', '-')}.png"), full_page=True)
+        browser.close()
