@@ -6,7 +6,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core.presets import PRESETS
-from ui import state
+from ui import sidebar, state
 
 PAGES = ["pages/overview.py", "pages/loss_curves.py", "pages/weights.py", "pages/predictions.py"]
 
@@ -124,3 +124,69 @@ def test_a_bad_link_parameter_warns_and_falls_back(app_test_pages):
     assert "a.optimizer.epsilon" in text and "'zzz'" in text and "b.engine.name" in text
     assert at.session_state["a.optimizer.epsilon"] == 1e-7 and at.session_state["a.training.epochs"] == 7
     assert at.session_state[state.B_FACTORS] == []
+
+
+def _set(at: AppTest, **values) -> None:
+    """Set sidebar values the way a person would, through the widgets (by key)."""
+    for key, value in values.items():
+        widgets = [w for kind in ("selectbox", "number_input", "toggle", "text_input", "multiselect")
+                   for w in getattr(at.sidebar, kind) if w.key == key]
+        assert len(widgets) == 1, key
+        widgets[0].set_value(value)
+        at.run()
+
+
+def _click_run(at: AppTest) -> None:
+    at.sidebar.button(key="run").click()
+    at.run(timeout=300)
+    assert not at.exception, at.exception
+
+
+def test_two_feature_data_gets_decision_maps_and_series_get_forecasts(app_test_pages, pool):
+    at = _app()
+    at.run()
+    _set(at, **{"data.dataset": "moons", "a.training.epochs": 2})
+    _click_run(at)
+    at.switch_page("pages/predictions.py").run()
+    assert not at.exception
+    maps = [s for s in _specs(at) if s.get("mark", {}).get("type") == "rect"]
+    assert len(maps) == 3
+    grid = _chart_data(at, len(_specs(at)) - 1)
+    result = at.session_state["result"]
+    assert len(grid) == 60 * 60 and grid["disagree"].sum() == int(
+        (result.arrays["a/grid_predictions"].argmax(1) != result.arrays["b/grid_predictions"].argmax(1)).sum())
+
+    _set(at, **{"data.dataset": "series", "a.model.kind": "gru"})
+    _click_run(at)
+    at.switch_page("pages/predictions.py").run()
+    forecast = _chart_data(at, len(_specs(at)) - 1)
+    assert set(forecast["source"]) == {"truth", "A", "B"}
+    truth = at.session_state["result"].arrays["data/y_test"]
+    assert forecast[forecast["source"] == "truth"]["value"].tolist() == truth.tolist()
+
+
+def test_bad_input_shows_a_clear_message_and_keeps_the_last_result(app_test_pages, pool, tmp_path):
+    at = _app()
+    at.run()
+    _set(at, **{"data.dataset": "moons", "a.training.epochs": 2})
+    _click_run(at)
+    good = at.session_state["result"]
+    broken = tmp_path / "broken.csv"
+    broken.write_text("a,b,label\n1,x,0\n2,y,1\n")
+    # AppTest cannot drive st.file_uploader; put the saved upload where the uploader puts it
+    at.session_state[sidebar.STORE]["data.csv_path"] = str(broken)
+    _set(at, **{"data.dataset": "csv"})
+    assert at.session_state["data.csv_target"] == "label"
+    _click_run(at)
+    assert "non-numeric feature column(s) b" in " ".join(e.value for e in at.error)
+    assert at.session_state["result"] is good
+    at.switch_page("pages/overview.py").run()
+    assert at.metric and not at.exception  # the last good result is still drawn
+
+    _set(at, **{"data.dataset": "diabetes", "a.optimizer.learning_rate": 1e6})
+    _click_run(at)
+    result = at.session_state["result"]
+    assert result.summary["a"]["status"] == "diverged"
+    at.switch_page("pages/overview.py").run()
+    n = result.summary["a"]["diverged_epoch"]
+    assert any(f"A diverged at epoch {n}" in m.value for m in at.markdown)

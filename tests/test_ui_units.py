@@ -101,3 +101,11 @@ def test_chart_builders_encode_the_fields_they_promise():
     assert charts.decision_map(grid, "A", "A").to_dict()["mark"]["type"] == "rect"
     series = pd.DataFrame({"step": [0, 0, 0], "source": ["truth", "A", "B"], "value": [1.0, 1.1, 0.9]})
     assert charts.forecast(series).to_dict()["encoding"]["color"]["scale"]["domain"] == ["truth", "A", "B"]
+
+
+def test_gaps_skip_epochs_where_a_run_went_non_finite():
+    r = _result()
+    r.summary["a"]["history"][1]["loss"] = float("nan")
+    gaps = tables.gaps(tables.history(r))
+    assert gaps[gaps["split"] == "train"]["epoch"].tolist() == [1]
+    assert len(gaps[gaps["split"] == "test"]) == 2

@@ -104,7 +104,7 @@ def _input(allowed, label: str, key: str, help: str | None = None) -> None:
         st.number_input(label, min_value=int(allowed.lo), max_value=int(allowed.hi), step=1, **kept)
     elif isinstance(allowed, Number):
         current = abs(float(st.session_state.get(key) or 0.0))
-        step = 10 ** math.floor(math.log10(current)) if allowed.log and current > 0 else 0.01
+        step = 10.0 ** math.floor(math.log10(current)) if allowed.log and current > 0 else 0.01
         st.number_input(label, min_value=float(allowed.lo), max_value=float(allowed.hi), step=step, format="%g",
                         **kept)
     elif isinstance(allowed, (Layers, Text)):

@@ -29,10 +29,11 @@ def history(result: PairResult) -> pd.DataFrame:
 
 
 def gaps(hist: pd.DataFrame, measure: str = "loss") -> pd.DataFrame:
-    """epoch, split, gap = A's value minus B's, for the epochs both have."""
-    wide = hist.pivot_table(index=["epoch", "split"], columns="model", values=measure).dropna().reset_index()
+    """epoch, split, gap = A's value minus B's, for the epochs where both are finite."""
+    wide = hist.pivot_table(index=["epoch", "split"], columns="model", values=measure, dropna=False).reindex(
+        columns=["A", "B"]).reset_index()
     wide["gap"] = wide["A"] - wide["B"]
-    return wide[["epoch", "split", "gap"]]
+    return wide.loc[np.isfinite(wide["gap"]), ["epoch", "split", "gap"]].reset_index(drop=True)
 
 
 def distances(result: PairResult) -> pd.DataFrame:
