@@ -6,9 +6,13 @@ processes; the pages only render what they measured.
 
 import streamlit as st
 
+from core.pool import default_pool
 from ui import run, sidebar, state
 
 st.set_page_config(page_title="Divergence Lab", page_icon=":material/compare_arrows:", layout="wide")
+
+default_pool()  # workers start importing TensorFlow now, so the first Run finds them warm
+run.prepare_in_background()
 
 if "loaded" not in st.session_state:  # a new session: the link (or the default scenario) sets every control
     pair, warnings = state.from_params(st.query_params.to_dict())

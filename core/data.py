@@ -5,6 +5,7 @@ split, so that A and B get exactly the same samples and the same holes.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
 
@@ -50,7 +51,14 @@ class Dataset:
 
 
 def load(cfg: DataConfig) -> Dataset:
-    """The dataset `cfg` names, split and with its missing values injected."""
+    """The dataset `cfg` names, split and with its missing values injected.
+
+    Bundled and generated data are remembered (a CSV is read every time: its file may change).
+    """
+    return _read(cfg) if cfg.dataset == "csv" else _remembered(cfg)
+
+
+def _read(cfg: DataConfig) -> Dataset:
     if cfg.dataset == "series":
         return _series(cfg)
     x, y, names, task, extra = _features(cfg)
@@ -71,6 +79,7 @@ def load(cfg: DataConfig) -> Dataset:
                    extra.get("class_names"), _grid(x) if x.shape[1] == 2 else None)
 
 
+_remembered = functools.lru_cache(maxsize=16)(_read)
 GRID_STEPS = 60
 
 

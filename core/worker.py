@@ -86,7 +86,11 @@ def _import_keras(legacy: bool):
     return K
 
 
+WORKER_NICENESS = 10  # below the UI: a page renders while workers import TensorFlow or train
+
+
 def main() -> None:
+    os.nice(WORKER_NICENESS)
     out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
     inp = sys.stdin.buffer

@@ -27,6 +27,13 @@ def loss_curves(history: pd.DataFrame, measure: str = "loss", log_scale: bool = 
     ).properties(height=320)
 
 
+def live_loss(rows: pd.DataFrame) -> alt.Chart:
+    """rows: epoch, model, loss, as they arrive during training."""
+    return alt.Chart(rows).mark_line(point=True).encode(
+        x=alt.X("epoch:Q", title="epoch"), y=alt.Y("loss:Q", title="train loss"), color=_model_color(),
+    ).properties(height=200)
+
+
 def gap_per_epoch(gaps: pd.DataFrame, measure: str = "loss") -> alt.Chart:
     """gaps: epoch, split, gap (A minus B)."""
     return alt.Chart(gaps).mark_bar().encode(

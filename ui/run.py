@@ -2,14 +2,29 @@
 
 from __future__ import annotations
 
-import altair as alt
+import threading
+import time
+
 import pandas as pd
 import streamlit as st
 
-from core.config import ConfigError, PairConfig
+from core import data
+from core.config import ConfigError, DataConfig, PairConfig
 from core.pair import PairResult, run_pair
+from ui import charts
 
 RESULT, ERROR, TRAINING = "result", "run_error", "training"
+REDRAW_INTERVAL_S = 0.5
+
+
+_prepared = threading.Event()
+
+
+def prepare_in_background() -> None:
+    """Once per server: load the default data (and import scikit-learn) off the script thread."""
+    if not _prepared.is_set():
+        _prepared.set()
+        threading.Thread(target=lambda: data.load(DataConfig()), daemon=True).start()
 
 
 def current() -> PairResult | None:
@@ -29,6 +44,7 @@ def train(pair: PairConfig) -> None:
     """Train the pair with progress per model and loss curves that grow while it runs."""
     epochs = {"a": pair.a.training.epochs, "b": pair.b.training.epochs}
     rows: list[dict] = []
+    drawn_at: dict[str, float] = {}  # model -> when its progress was last redrawn
     st.session_state[TRAINING] = True
     st.session_state[ERROR] = None
     with st.status("Training A and B in fresh worker processes…", expanded=True) as status:
@@ -41,11 +57,14 @@ def train(pair: PairConfig) -> None:
                 bars[model].progress(0.0, text=f"{label}: starting (TensorFlow import if the worker is cold)")
             elif event["type"] == "epoch":
                 n = event["epoch"]
-                bars[model].progress(min(n / epochs[model], 1.0), text=f"{label}: epoch {n}/{epochs[model]}, "
-                                                                       f"loss {event['loss']:.4g}")
                 rows.append({"epoch": n, "model": label, "loss": event["loss"]})
-                live.altair_chart(alt.Chart(pd.DataFrame(rows)).mark_line(point=True).encode(
-                    x="epoch:Q", y="loss:Q", color="model:N"), width="stretch")
+                # Every redraw costs the server and the browser CPU that the workers need:
+                # at most a few per second, and always the last epoch.
+                if time.monotonic() - drawn_at.get(model, 0.0) > REDRAW_INTERVAL_S or n == epochs[model]:
+                    bars[model].progress(min(n / epochs[model], 1.0),
+                                         text=f"{label}: epoch {n}/{epochs[model]}, loss {event['loss']:.4g}")
+                    live.altair_chart(charts.live_loss(pd.DataFrame(rows)), width="stretch")
+                    drawn_at[model] = time.monotonic()
             elif event["type"] == "error":
                 bars[model].progress(1.0, text=f"{label}: {event['message']}")
 

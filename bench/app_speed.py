@@ -1,0 +1,134 @@
+"""The app in a real browser, side by side with the naive script, in one run.
+
+  first_page_s      server start -> first page rendered (script idle, Run button drawn), with the
+                    browser already open; minimal_streamlit_first_page_s is the same for a
+                    three-line Streamlit app, the floor on this machine
+  run_to_charts_s   press Run (default scenario, warm workers, nothing cached) -> every
+                    chart of the Overview drawn; median of --repeat (each with another seed,
+                    so the cache cannot answer)
+  naive_total_s     the naive script of bench/pair_speed.py (import TF, fit twice)
+  streamlit_rss_mb  resident memory of the Streamlit process (workers are separate)
+
+    python bench/app_speed.py [--repeat 3]
+
+Needs Debian's chromium and playwright (requirements-dev.txt). Figures come last, one
+per line as `name: value`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+from playwright.sync_api import sync_playwright
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from pair_speed import naive  # noqa: E402
+
+IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync"]
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+MINIMAL_APP = 'import streamlit as st\nst.title("Divergence Lab")\nst.sidebar.button("Run")\n'
+
+
+def start_server(app: Path, port: int, env: dict) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(port),
+                             "--server.address", "127.0.0.1", "--server.headless", "true"], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def open_first_page(page, url: str, started: float) -> float:
+    """Seconds from `started` (server launch) until the page is drawn, the Run button included."""
+    while True:
+        try:
+            page.goto(url, timeout=2000)
+            break
+        except Exception:  # the server is not listening yet
+            time.sleep(0.05)
+    page.get_by_role("button", name="Run", exact=True).wait_for(timeout=60_000)
+    page.wait_for_selector(IDLE)
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    env = {**os.environ, "DIVERGENCE_LAB_CACHE": tempfile.mkdtemp(prefix="bench-cache-")}
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=FLAGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+
+        minimal = Path(tempfile.mkdtemp(prefix="bench-minimal-")) / "app.py"
+        minimal.write_text(MINIMAL_APP)
+        port = _port()
+        started = time.perf_counter()
+        server = start_server(minimal, port, env)
+        try:
+            minimal_first_page = open_first_page(page, f"http://127.0.0.1:{port}", started)
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+
+        port = _port()
+        url = f"http://127.0.0.1:{port}"
+        started = time.perf_counter()
+        server = start_server(ROOT / "app.py", port, env)
+        try:
+            first_page = open_first_page(page, url, started)
+            times = []
+            for seed in range(1, args.repeat + 1):
+                page.goto(f"{url}/?b.optimizer.epsilon=1e-08&init=a&a.seeding.seed={seed}")
+                page.wait_for_selector(IDLE)
+                page.wait_for_timeout(8000)  # let the replacement workers finish importing TensorFlow
+                clicked = time.perf_counter()
+                page.get_by_role("button", name="Run", exact=True).click()
+                page.get_by_text("Largest prediction gap").wait_for(timeout=300_000)
+                page.get_by_text("Divergence at a glance").wait_for(timeout=60_000)
+                page.locator(".vega-embed >> visible=true").last.wait_for(timeout=60_000)
+                page.wait_for_selector(IDLE)
+                times.append(time.perf_counter() - clicked)
+            rss = psutil.Process(server.pid).memory_info().rss / 2**20
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+        browser.close()
+    naive_total, naive_fit = naive(20)
+    run_to_charts = statistics.median(times)
+    figures = {
+        "cpus": os.cpu_count(),
+        "minimal_streamlit_first_page_s": minimal_first_page,
+        "first_page_s": first_page,
+        "run_to_charts_s": run_to_charts,
+        "run_to_charts_all_s": " ".join(f"{t:.3f}" for t in times),
+        "naive_total_s": naive_total,
+        "naive_fit_only_s": naive_fit,
+        "streamlit_rss_mb": rss,
+        "first_page_over_minimal": first_page / minimal_first_page,
+        "naive_over_run_to_charts": naive_total / run_to_charts,
+    }
+    for name, value in figures.items():
+        print(f"{name}: {value:.3f}" if isinstance(value, float) else f"{name}: {value}")
+
+
+if __name__ == "__main__":
+    main()
