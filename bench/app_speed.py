@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from pair_speed import naive  # noqa: E402
+from pair_speed import naive, print_figures  # noqa: E402
 
 IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
@@ -126,8 +126,7 @@ def main() -> None:
         "first_page_over_minimal": first_page / minimal_first_page,
         "naive_over_run_to_charts": naive_total / run_to_charts,
     }
-    for name, value in figures.items():
-        print(f"{name}: {value:.3f}" if isinstance(value, float) else f"{name}: {value}")
+    print_figures(figures)
 
 
 if __name__ == "__main__":

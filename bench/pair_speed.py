@@ -131,6 +131,11 @@ def main() -> None:
         "naive_over_warm": naive_total / warm,
         "naive_fit_only_over_warm": naive_fit / warm,
     }
+    print_figures(figures)
+
+
+def print_figures(figures: dict) -> None:
+    """One `name: value` line each, the form the benchmarks promise."""
     for name, value in figures.items():
         print(f"{name}: {value:.3f}" if isinstance(value, float) else f"{name}: {value}")
 

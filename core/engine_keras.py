@@ -8,8 +8,6 @@ epoch on pre-permuted arrays (`shuffle=False`).
 
 from __future__ import annotations
 
-import random
-
 import numpy as np
 
 from core.config import ModelConfig, OptimizerConfig, RunConfig

@@ -25,7 +25,7 @@ import numpy as np
 
 from core import data as data_module
 from core.compare import compare_runs
-from core.config import PairConfig, run_to_dict
+from core.config import ConfigError, PairConfig, run_to_dict
 from core.factors import not_applied
 from core.pool import DEFAULT_TIMEOUT_S, Job, Progress, WorkerPool, default_pool, run_jobs
 
@@ -163,6 +163,16 @@ def _run_summary(run, outcome: dict) -> dict:
         "diverged_epoch": diverged,
         **{k: outcome[k] for k in ("history", "effective", "versions", "timings", "n_train_rows", "peak_rss_mb")},
     }
+
+
+def cached_result(pair: PairConfig, cache: ResultCache | None = None) -> PairResult | None:
+    """The pair's result if the cache has it (nothing is trained); None otherwise or if the data cannot load."""
+    try:
+        key = cache_key(pair, data_module.load(pair.data).fingerprint())
+    except ConfigError:
+        return None
+    hit = (cache or default_cache()).get(key)
+    return None if hit is None else PairResult(hit.summary, hit.arrays, cached=True)
 
 
 def run_pair(pair: PairConfig, pool: WorkerPool | None = None, on_event: Progress | None = None,

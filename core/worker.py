@@ -95,7 +95,6 @@ def main() -> None:
     os.dup2(2, 1)
     inp = sys.stdin.buffer
     started = time.perf_counter()
-    import numpy  # noqa: F401
     import tensorflow as tf
 
     legacy = os.environ.get("TF_USE_LEGACY_KERAS") == "1"

@@ -190,3 +190,17 @@ def test_bad_input_shows_a_clear_message_and_keeps_the_last_result(app_test_page
     at.switch_page("pages/overview.py").run()
     n = result.summary["a"]["diverged_epoch"]
     assert any(f"A diverged at epoch {n}" in m.value for m in at.markdown)
+
+
+def test_a_shared_link_opens_on_the_cached_result(app_test_pages, pool):
+    from core.pair import run_pair
+
+    pair = PRESETS["batch-order"].pair(epochs=2)
+    trained = run_pair(pair, pool)
+    at = _app(state.to_params(pair))
+    at.run()
+    assert not at.exception
+    shown = at.session_state["result"]
+    assert shown.cached and shown.summary == trained.summary
+    assert {m.label: m.value for m in at.metric}["Largest prediction gap"] == \
+        f"{trained.summary['compare']['prediction_max_abs_delta']:.3g}"

@@ -5,6 +5,7 @@ saves a screenshot of each page under test-artifacts/ (or $TEST_ARTIFACTS).
 """
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -80,4 +81,15 @@ def test_default_scenario_in_a_real_browser(server):
             assert page.locator('[data-testid="stException"]').count() == 0, title
             assert page.get_by_role("heading", name=title).count() >= 1
             page.screenshot(path=str(ARTIFACTS / f"{i + 1}-{title.lower().replace(' ', '-')}.png"), full_page=True)
+
+        # Stop: a long run is ended mid-way and the last complete result stays.
+        page.goto(f"{server}/?a.training.epochs=500&a.training.batch_size=4")
+        _settle(page)
+        page.get_by_role("button", name="Run", exact=True).click()
+        page.get_by_text(re.compile(r"A: epoch \d+/500")).wait_for(timeout=120_000)
+        page.get_by_test_id("stSidebar").get_by_role("button", name="Stop", exact=True).click()
+        page.get_by_text("Training stopped.").wait_for(timeout=60_000)
+        _settle(page)
+        assert page.locator('[data-testid="stException"]').count() == 0
+        page.screenshot(path=str(ARTIFACTS / "5-stopped.png"), full_page=True)
         browser.close()

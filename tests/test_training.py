@@ -8,9 +8,8 @@ import textwrap
 import threading
 
 import numpy as np
-import pytest
 
-from core.config import DataConfig, RunConfig
+from core.config import DataConfig
 from core.factors import make_pair, parse_run
 from core.pair import ResultCache, run_pair
 from core.pool import WorkerPool

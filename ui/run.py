@@ -10,7 +10,7 @@ import streamlit as st
 
 from core import data
 from core.config import ConfigError, DataConfig, PairConfig
-from core.pair import PairResult, run_pair
+from core.pair import PairResult, cached_result, run_pair
 from ui import charts
 
 RESULT, ERROR, TRAINING = "result", "run_error", "training"
@@ -27,6 +27,12 @@ def prepare_in_background() -> None:
         threading.Thread(target=lambda: data.load(DataConfig()), daemon=True).start()
 
 
+def show_cached(pair: PairConfig) -> None:
+    hit = cached_result(pair)
+    if hit is not None:
+        st.session_state[RESULT] = hit
+
+
 def current() -> PairResult | None:
     """The last complete result (it stays until a newer one is complete)."""
     return st.session_state.get(RESULT)
@@ -35,7 +41,7 @@ def current() -> PairResult | None:
 def show_messages(training_now: bool) -> None:
     """Messages left by the previous script run (not repeated when a new training starts)."""
     if st.session_state.pop(TRAINING, None):  # the previous script run ended inside training: Stop
-        st.info("Training stopped. The last complete result is still shown.")
+        st.info("Training stopped." + (" The last complete result is still shown." if current() else ""))
     if st.session_state.get(ERROR) and not training_now:
         st.error(st.session_state[ERROR])
 

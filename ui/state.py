@@ -13,7 +13,7 @@ import dataclasses
 from typing import Any, Mapping
 
 from core.config import ConfigError, DataConfig, PairConfig, RunConfig, run_paths
-from core.factors import BY_PATH, DATA_RULES, Choice, Layers, Number, make_pair
+from core.factors import BY_PATH, DATA_RULES, Choice, Number, make_pair
 from core.presets import default_pair
 
 DATA_FIELDS = [f.name for f in dataclasses.fields(DataConfig)]
@@ -46,9 +46,7 @@ def decode(text: str, allowed, where: str) -> Any:
                 raise ConfigError(f"{where}: expected an integer, got {text!r}")
             value = int(value)
         return allowed.check(value, where)
-    if isinstance(allowed, Layers):
-        return allowed.check(text, where)
-    return allowed.check(text, where)
+    return allowed.check(text, where)  # Layers parse "64,32" themselves; Text is text
 
 
 def to_params(pair: PairConfig) -> dict[str, str]:

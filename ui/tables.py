@@ -9,9 +9,8 @@ import numpy as np
 import pandas as pd
 
 from core.compare import per_sample_delta
-from core.factors import factor, format_value
+from core.factors import factor, format_value, parse_pair
 from core.pair import PairResult
-from core.factors import parse_pair
 
 MODELS = {"a": "A", "b": "B"}
 
