@@ -7,6 +7,7 @@ processes; the pages only render what they measured.
 import streamlit as st
 
 from core.pool import default_pool
+from core.presets import DEFAULT_PRESET
 from ui import run, sidebar, state
 
 st.set_page_config(page_title="Divergence Lab", page_icon=":material/compare_arrows:", layout="wide")
@@ -18,7 +19,7 @@ if "loaded" not in st.session_state:  # a new session: the link (or the default 
     pair, warnings = state.from_params(st.query_params.to_dict())
     sidebar.load_pair(pair)
     run.show_cached(pair)  # a shared link opens on its results when this server has them
-    sidebar.set_scenario(sidebar.CUSTOM if st.query_params else sidebar.DEFAULT_SCENARIO)
+    sidebar.set_scenario(sidebar.CUSTOM if st.query_params else DEFAULT_PRESET)
     st.session_state["link_warnings"] = warnings
     st.session_state["loaded"] = True
 

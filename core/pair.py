@@ -184,11 +184,11 @@ def run_pair(pair: PairConfig, pool: WorkerPool | None = None, on_event: Progres
     result whose run has status 'error' (or 'cancelled') and a message.
     `cache=True` uses the default cache, `False`/None skips it.
     """
-    ds = data_module.load(pair.data)
     cache = default_cache() if cache is True else (cache or None)
+    if cache is not None and (hit := cached_result(pair, cache)) is not None:
+        return hit
+    ds = data_module.load(pair.data)
     key = cache_key(pair, ds.fingerprint())
-    if cache is not None and (hit := cache.get(key)) is not None:
-        return PairResult(hit.summary, hit.arrays, cached=True)
     jobs = [Job("a", pair.a, ds), Job("b", pair.b, ds, init_from="a" if pair.b_starts_from_a_init else None)]
     outcomes = run_jobs(pool or default_pool(), jobs, on_event, cancel, timeout_s)
     arrays = {"data/x_test": ds.x_test, "data/y_test": ds.y_test}

@@ -15,11 +15,10 @@ import streamlit as st
 
 from core.config import ConfigError, PairConfig
 from core.factors import ARCH, BY_PATH, DATA_RULES, FACTORS, TRAIN, Choice, Layers, Number, Text, format_value
-from core.presets import DEFAULT_PRESET, PRESETS
+from core.presets import PRESETS
 from ui import state
 
 CUSTOM = "custom"
-DEFAULT_SCENARIO = DEFAULT_PRESET
 GENERATED = ("moons", "spirals", "series")
 DATA_LABELS = {
     "dataset": "Dataset", "n_samples": "Samples", "data_seed": "Data seed", "noise": "Noise",
