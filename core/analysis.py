@@ -1,0 +1,118 @@
+"""Why A and B differ: attribution, the seed-noise floor and the run-it-twice check.
+
+Each analysis is a plan (named runs, each a RunConfig and where its initial weights
+come from) executed as one batch through the worker pool, then read off with the
+same comparisons the pair uses. No Streamlit, no TensorFlow here.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+from core import data as data_module
+from core.compare import compare_runs
+from core.config import PairConfig, RunConfig
+from core.pool import Job, Progress, WorkerPool, default_pool, run_jobs
+
+INTERACTION_TOLERANCE = 0.1  # shares that miss 100% by more than this mean the factors interact
+
+
+@dataclass(frozen=True)
+class Planned:
+    run: RunConfig
+    init_from: str | None = None  # name of the planned run whose initial weights this one copies
+
+
+def attribution_plan(pair: PairConfig) -> dict[str, Planned]:
+    """A, B, and per differing factor: A with only that factor at B's value, B with only it at A's."""
+    init = "A" if pair.b_starts_from_a_init else None
+    plan = {"A": Planned(pair.a), "B": Planned(pair.b, init)}
+    for path, value in pair.b_differs:
+        plan[f"A+{path}"] = Planned(pair.a.with_value(path, value), init)
+        plan[f"B-{path}"] = Planned(pair.b.with_value(path, pair.a.get(path)), init)
+    return plan
+
+
+def noise_plan(pair: PairConfig, k: int) -> dict[str, Planned]:
+    """A, and A with k other seeds, each drawing its own initial weights."""
+    seed = pair.a.seeding.seed
+    plan = {"A": Planned(pair.a)}
+    for i in range(1, k + 1):
+        plan[f"A seed {seed + i}"] = Planned(pair.a.with_value("seeding.seed", seed + i))
+    return plan
+
+
+def run_twice_plan(pair: PairConfig) -> dict[str, Planned]:
+    return {"A": Planned(pair.a), "A again": Planned(pair.a)}
+
+
+def execute(pair: PairConfig, plan: dict[str, Planned], pool: WorkerPool | None = None,
+            on_event: Progress | None = None, cancel: threading.Event | None = None) -> dict[str, dict]:
+    """Every planned run in its own fresh worker, as many at once as the pool allows."""
+    ds = data_module.load(pair.data)
+    jobs = [Job(name, p.run, ds, p.init_from) for name, p in plan.items()]
+    outcomes = run_jobs(pool or default_pool(), jobs, on_event, cancel)
+    for outcome in outcomes.values():
+        outcome["task"] = ds.task
+    return outcomes
+
+
+def gap(x: dict, y: dict) -> dict:
+    """How far two finished runs are apart at the end: prediction RMS and weight L2."""
+    c = compare_runs(x["weights"], y["weights"], x["predictions"], y["predictions"], x["task"])
+    return {"prediction": c["prediction_rms_delta"], "weights": c["per_epoch"][-1]["l2"] if c["per_epoch"] else 0.0,
+            "first_divergent_epoch": c["first_divergent_epoch"], "per_epoch": c["per_epoch"]}
+
+
+def _failed(outcomes: dict[str, dict]) -> list[str]:
+    return [f"{name}: {o['message']}" for name, o in outcomes.items() if o["type"] != "result"]
+
+
+def attribution(pair: PairConfig, outcomes: dict[str, dict]) -> dict:
+    """Each factor's share of the A-B gap, from both sides (switched on in A, switched off in B)."""
+    if failed := _failed(outcomes):
+        return {"error": "; ".join(failed)}
+    total = gap(outcomes["A"], outcomes["B"])
+    factors = []
+    for path, _ in pair.b_differs:
+        row = {"factor": path}
+        for measure in ("prediction", "weights"):
+            on_in_a = gap(outcomes["A"], outcomes[f"A+{path}"])[measure]
+            off_in_b = gap(outcomes["B"], outcomes[f"B-{path}"])[measure]
+            row[f"{measure}_share"] = None if total[measure] == 0 else (on_in_a + off_in_b) / 2 / total[measure]
+        factors.append(row)
+    interacts = {}
+    for measure in ("prediction", "weights"):
+        shares = [f[f"{measure}_share"] for f in factors]
+        interacts[measure] = None if None in shares else abs(sum(shares) - 1) > INTERACTION_TOLERANCE
+    return {"total": {"prediction": total["prediction"], "weights": total["weights"]}, "factors": factors,
+            "interacts": interacts}
+
+
+def noise_floor(pair: PairConfig, outcomes: dict[str, dict], pair_gap: float) -> dict:
+    """Seed-to-seed prediction gaps of A beside the A-B gap, and the verdict in numbers."""
+    if failed := _failed(outcomes):
+        return {"error": "; ".join(failed)}
+    noise = [gap(outcomes["A"], o)["prediction"] for name, o in outcomes.items() if name != "A"]
+    median = float(np.median(noise))
+    return {"noise": noise, "median": median, "max": float(np.max(noise)), "gap": pair_gap,
+            "ratio": pair_gap / median if median > 0 else None, "within_noise": pair_gap <= float(np.max(noise))}
+
+
+def run_twice(outcomes: dict[str, dict]) -> dict:
+    """Bitwise identical, or the first epoch and the variables where the two runs split."""
+    if failed := _failed(outcomes):
+        return {"error": "; ".join(failed)}
+    first, second = outcomes["A"], outcomes["A again"]
+    g = gap(first, second)
+    epoch = g["first_divergent_epoch"]
+    split = [] if epoch is None else [
+        name for name in first["weights"]
+        if first["weights"][name][epoch].tobytes() != second["weights"][name][epoch].tobytes()]
+    return {"bitwise_identical": epoch is None and first["predictions"].tobytes() == second["predictions"].tobytes(),
+            "first_divergent_epoch": epoch, "variables": split, "prediction_gap": g["prediction"],
+            "settings": {k: first["effective"].get(k) for k in (
+                "op_determinism", "intra_op_threads", "inter_op_threads", "onednn", "jit_compile", "device", "tf32")}}

@@ -1,0 +1,54 @@
+"""Attribution, noise floor and run-it-twice from real runs, checked against runs made by hand."""
+
+from core import analysis
+from core.config import DataConfig
+from core.factors import make_pair, parse_run
+from core.pair import run_pair
+from core.presets import preset
+
+MOONS = DataConfig(dataset="moons", n_samples=200)
+
+
+def test_adam_epsilon_is_the_whole_gap(pool):
+    pair = preset("adam-epsilon").pair(epochs=3)
+    plan = analysis.attribution_plan(pair)
+    assert sorted(plan) == ["A", "A+optimizer.epsilon", "B", "B-optimizer.epsilon"]
+    result = analysis.attribution(pair, analysis.execute(pair, plan, pool))
+    (row,) = result["factors"]
+    assert row["factor"] == "optimizer.epsilon"
+    assert row["prediction_share"] == 1.0 and row["weights_share"] == 1.0
+    assert result["interacts"] == {"prediction": False, "weights": False}
+
+
+def test_two_factor_shares_come_from_the_runs_made_by_hand(pool):
+    a = parse_run({"training": {"epochs": 3}})
+    pair = make_pair(MOONS, a, {"optimizer.epsilon": 1e-8, "optimizer.learning_rate": 0.01}, True)
+    result = analysis.attribution(pair, analysis.execute(pair, analysis.attribution_plan(pair), pool))
+    total = run_pair(pair, pool, cache=False).summary["compare"]["prediction_rms_delta"]
+    assert result["total"]["prediction"] == total
+    by_hand = {}
+    for path, value in pair.b_differs:
+        on_in_a = run_pair(make_pair(MOONS, a, {path: value}, True), pool, cache=False)
+        off_in_b = run_pair(make_pair(MOONS, pair.b, {path: a.get(path)}, True), pool, cache=False)
+        by_hand[path] = (on_in_a.summary["compare"]["prediction_rms_delta"]
+                         + off_in_b.summary["compare"]["prediction_rms_delta"]) / 2 / total
+    assert {f["factor"]: f["prediction_share"] for f in result["factors"]} == by_hand
+
+
+def test_noise_floor_and_run_twice(pool):
+    pair = make_pair(MOONS, parse_run({"training": {"epochs": 2}}), {"optimizer.learning_rate": 0.01})
+    plan = analysis.noise_plan(pair, 2)
+    assert sorted(plan) == ["A", "A seed 1", "A seed 2"]
+    floor = analysis.noise_floor(pair, analysis.execute(pair, plan, pool), 0.5)
+    assert len(floor["noise"]) == 2 and all(n > 0 for n in floor["noise"])
+    assert floor["ratio"] == 0.5 / floor["median"]
+    twice = analysis.run_twice(analysis.execute(pair, analysis.run_twice_plan(pair), pool))
+    assert twice["bitwise_identical"] and twice["first_divergent_epoch"] is None and twice["variables"] == []
+    assert twice["settings"]["intra_op_threads"] == 1
+
+
+def test_run_twice_names_where_an_unseeded_run_splits(pool):
+    pair = preset("tf-seed-not-enough").pair(epochs=1)
+    twice = analysis.run_twice(analysis.execute(pair, analysis.run_twice_plan(pair), pool))
+    assert not twice["bitwise_identical"] and twice["first_divergent_epoch"] == 0
+    assert "dense_0/kernel" in twice["variables"]
