@@ -36,6 +36,7 @@ page = st.navigation([
     st.Page("pages/loss_curves.py", title="Loss curves", icon=":material/show_chart:"),
     st.Page("pages/weights.py", title="Weights", icon=":material/balance:"),
     st.Page("pages/predictions.py", title="Predictions", icon=":material/scatter_plot:"),
+    st.Page("pages/attribution.py", title="Attribution", icon=":material/troubleshoot:"),
 ])
 st.title("Divergence Lab")
 training_now = sidebar.run_requested() and pair is not None

@@ -8,7 +8,8 @@ from streamlit.testing.v1 import AppTest
 from core.presets import PRESETS
 from ui import sidebar, state
 
-PAGES = ["pages/overview.py", "pages/loss_curves.py", "pages/weights.py", "pages/predictions.py"]
+PAGES = ["pages/overview.py", "pages/loss_curves.py", "pages/weights.py", "pages/predictions.py",
+         "pages/attribution.py"]
 
 
 def _app(query: dict | None = None) -> AppTest:
@@ -204,3 +205,20 @@ def test_a_shared_link_opens_on_the_cached_result(app_test_pages, pool):
     assert shown.cached and shown.summary == trained.summary
     assert {m.label: m.value for m in at.metric}["Largest prediction gap"] == \
         f"{trained.summary['compare']['prediction_max_abs_delta']:.3g}"
+
+
+def test_attribution_page_runs_the_batch_and_shows_the_shares(app_test_pages, digits_app):
+    at = digits_app
+    at.switch_page("pages/attribution.py").run()
+    assert not at.exception
+    at.main.number_input[0].set_value(1)
+    at.run()
+    assert "This trains **6 runs** (12 epochs in all)" in at.markdown[0].value
+    at.main.button[0].click()
+    at.run(timeout=300)
+    assert not at.exception and not at.error
+    shares = _chart_data(at, 0)
+    assert set(shares["factor"]) == {"epsilon"} and shares["share"].tolist() == [1.0, 1.0]
+    texts = " ".join(m.value for m in at.markdown)
+    assert "A trained twice in fresh processes is bitwise identical." in texts
+    assert "seed noise" in texts

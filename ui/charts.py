@@ -95,6 +95,25 @@ def decision_map(grid: pd.DataFrame, field: str, title: str) -> alt.Chart:
     return cells.properties(title=title, width=260, height=260)
 
 
+def attribution_shares(shares: pd.DataFrame) -> alt.Chart:
+    """shares: factor, measure, share (1 = the whole A-B gap)."""
+    return alt.Chart(shares).mark_bar().encode(
+        x=alt.X("share:Q", title="share of the A–B gap", axis=alt.Axis(format="%")),
+        y=alt.Y("factor:N", title=None), color=alt.Color("measure:N", title="gap in"), yOffset="measure:N",
+        tooltip=["factor", "measure", alt.Tooltip("share:Q", format=".1%")],
+    ).properties(height=alt.Step(18))
+
+
+def noise_floor(noise: pd.DataFrame, pair_gap: float) -> alt.Chart:
+    """noise: run, gap (A against A with another seed); the rule is the A-B gap."""
+    dots = alt.Chart(noise).mark_circle(size=80, color=DIFF_COLOR).encode(
+        x=alt.X("gap:Q", title="prediction RMS gap to A"), y=alt.Y("run:N", title=None),
+        tooltip=["run", alt.Tooltip("gap:Q", format=".3e")])
+    rule = alt.Chart(pd.DataFrame({"gap": [pair_gap], "label": ["A vs B"]})).mark_rule(
+        color="#d62728", strokeWidth=2).encode(x="gap:Q", tooltip=["label", alt.Tooltip("gap:Q", format=".3e")])
+    return (dots + rule).properties(height=alt.Step(24))
+
+
 def forecast(series: pd.DataFrame) -> alt.Chart:
     """series: step, source (truth, A, B), value."""
     colors = alt.Scale(domain=["truth", "A", "B"], range=["#212529", "#1f77b4", "#ff7f0e"])

@@ -1,0 +1,80 @@
+"""Why they differ: each factor's share of the gap, the seed-noise floor, run it twice."""
+
+import pandas as pd
+import streamlit as st
+
+from core import analysis
+from core.factors import factor, parse_pair
+from ui import charts
+from ui.page import result_or_stop
+
+result = result_or_stop()
+pair = parse_pair(result.summary["config"])
+st.header("Attribution")
+seeds = st.number_input("Other seeds for the noise floor", min_value=1, max_value=10, value=3,
+                        help="A is trained again with this many other seeds.")
+plan = {**analysis.attribution_plan(pair), **analysis.noise_plan(pair, seeds), **analysis.run_twice_plan(pair)}
+epochs = sum(p.run.training.epochs for p in plan.values())
+st.write(f"This trains **{len(plan)} runs** ({epochs} epochs in all), as many at once as the workers allow: "
+         f"A and B, A and B with one factor swapped for each of the {len(pair.b_differs)} differing factors, "
+         f"A with {seeds} other seeds, and A once more.")
+key = ("analysis", result.summary["key"], seeds)
+if st.button("Run the analysis", type="primary"):
+    bar = st.progress(0.0, text="Starting workers")
+    done = {"epochs": 0}
+
+    def on_event(name, event):
+        if event["type"] == "epoch":
+            done["epochs"] += 1
+            bar.progress(min(done["epochs"] / epochs, 1.0), text=f"{name}: epoch {event['epoch']}")
+
+    st.session_state[key] = analysis.execute(pair, plan, on_event=on_event)
+    bar.empty()
+
+outcomes = st.session_state.get(key)
+if outcomes is None:
+    st.stop()
+
+st.subheader("Which factor caused how much")
+attribution = analysis.attribution(pair, {k: outcomes[k] for k in analysis.attribution_plan(pair)})
+if "error" in attribution:
+    st.error(attribution["error"])
+elif not attribution["factors"]:
+    st.write("A and B differ in no factor: any gap is what running twice gives (below).")
+else:
+    shares = pd.DataFrame([{"factor": factor(f["factor"]).label, "measure": measure,
+                            "share": f[f"{measure}_share"]}
+                           for f in attribution["factors"] for measure in ("prediction", "weights")])
+    st.altair_chart(charts.attribution_shares(shares.dropna()), width="stretch")
+    for measure, interacts in attribution["interacts"].items():
+        if interacts:
+            total = shares[shares["measure"] == measure]["share"].sum()
+            st.warning(f"The {measure} shares add up to {total:.0%}, not 100%: the factors interact.")
+
+st.subheader("Is the gap bigger than seed noise?")
+noise = analysis.noise_floor(pair, {k: outcomes[k] for k in analysis.noise_plan(pair, seeds)},
+                             result.summary["compare"]["prediction_rms_delta"])
+if "error" in noise:
+    st.error(noise["error"])
+else:
+    runs = [name for name in analysis.noise_plan(pair, seeds) if name != "A"]
+    st.altair_chart(charts.noise_floor(pd.DataFrame({"run": runs, "gap": noise["noise"]}), noise["gap"]),
+                    width="stretch")
+    if noise["within_noise"]:
+        st.write(f"Within seed noise: the A–B gap ({noise['gap']:.3g}) is no larger than the largest "
+                 f"seed-to-seed gap ({noise['max']:.3g}).")
+    else:
+        st.write(f"The gap is {noise['ratio']:.1f}× the median seed noise ({noise['gap']:.3g} against "
+                 f"{noise['median']:.3g}).")
+
+st.subheader("Run it twice")
+twice = analysis.run_twice({k: outcomes[k] for k in analysis.run_twice_plan(pair)})
+if "error" in twice:
+    st.error(twice["error"])
+elif twice["bitwise_identical"]:
+    st.write("A trained twice in fresh processes is bitwise identical.")
+else:
+    st.write(f"A trained twice splits at epoch {twice['first_divergent_epoch']} in "
+             f"{', '.join(twice['variables']) or 'the predictions'}.")
+if "settings" in twice:
+    st.dataframe(pd.DataFrame([{"setting": k, "A": str(v)} for k, v in twice["settings"].items()]), hide_index=True)
