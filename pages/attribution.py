@@ -18,7 +18,7 @@ epochs = sum(p.run.training.epochs for p in plan.values())
 st.write(f"This trains **{len(plan)} runs** ({epochs} epochs in all), as many at once as the workers allow: "
          f"A and B, A and B with one factor swapped for each of the {len(pair.b_differs)} differing factors, "
          f"A with {seeds} other seeds, and A once more.")
-key = ("analysis", result.summary["key"], seeds)
+key = f"analysis:{result.summary['key']}:{seeds}"
 if st.button("Run the analysis", type="primary"):
     bar = st.progress(0.0, text="Starting workers")
     done = {"epochs": 0}
