@@ -49,6 +49,25 @@ def run_twice_plan(pair: PairConfig) -> dict[str, Planned]:
     return {"A": Planned(pair.a), "A again": Planned(pair.a)}
 
 
+def staircase_order(attribution_result: dict) -> list[str]:
+    """Factors by prediction share, largest first (the order the staircase aligns them in)."""
+    rows = attribution_result.get("factors", [])
+    return [r["factor"] for r in sorted(rows, key=lambda r: -(r["prediction_share"] or 0.0))]
+
+
+def staircase_plan(pair: PairConfig, order: list[str]) -> dict[str, Planned]:
+    """B, then B with the first 1, 2, ... factors of `order` set back to A's values, and A itself.
+
+    The last step differs from A in nothing, so it must land where running A twice lands.
+    """
+    init = "A" if pair.b_starts_from_a_init else None
+    plan, run = {"A": Planned(pair.a), "step 0": Planned(pair.b, init)}, pair.b
+    for i, path in enumerate(order, start=1):
+        run = run.with_value(path, pair.a.get(path))
+        plan[f"step {i}"] = Planned(run, init)
+    return plan
+
+
 def execute(pair: PairConfig, plan: dict[str, Planned], pool: WorkerPool | None = None,
             on_event: Progress | None = None, cancel: threading.Event | None = None) -> dict[str, dict]:
     """Every planned run in its own fresh worker, as many at once as the pool allows."""
@@ -116,3 +135,21 @@ def run_twice(outcomes: dict[str, dict]) -> dict:
             "first_divergent_epoch": epoch, "variables": split, "prediction_gap": g["prediction"],
             "settings": {k: first["effective"].get(k) for k in (
                 "op_determinism", "intra_op_threads", "inter_op_threads", "onednn", "jit_compile", "device", "tf32")}}
+
+
+def staircase(order: list[str], outcomes: dict[str, dict], twice: dict) -> dict:
+    """The A-vs-step gap after each alignment, and whether the last step lands on the run-twice level."""
+    if failed := _failed(outcomes):
+        return {"error": "; ".join(failed)}
+    steps = []
+    for i in range(len(order) + 1):
+        g = gap(outcomes["A"], outcomes[f"step {i}"])
+        steps.append({"step": i, "aligned": "nothing yet" if i == 0 else order[i - 1],
+                      "prediction": g["prediction"], "weights": g["weights"],
+                      "bitwise_equal": g["first_divergent_epoch"] is None})
+    last = steps[-1]
+    if twice.get("bitwise_identical"):
+        lands = last["bitwise_equal"] and last["prediction"] == 0.0
+    else:
+        lands = last["prediction"] <= twice.get("prediction_gap", 0.0)
+    return {"steps": steps, "lands_on_run_twice_level": lands}

@@ -78,3 +78,25 @@ else:
              f"{', '.join(twice['variables']) or 'the predictions'}.")
 if "settings" in twice:
     st.dataframe(pd.DataFrame([{"setting": k, "A": str(v)} for k, v in twice["settings"].items()]), hide_index=True)
+
+st.subheader("Alignment staircase")
+if "error" in attribution or "error" in twice:
+    st.stop()
+order = analysis.staircase_order(attribution)
+steps_plan = analysis.staircase_plan(pair, order)
+st.write(f"Starting from B, align one factor at a time to A, largest share first: **{len(steps_plan)} runs**.")
+stairs_key = f"{key}:staircase"
+if st.button("Run the staircase"):
+    with st.spinner("Training the staircase"):
+        st.session_state[stairs_key] = analysis.execute(pair, steps_plan)
+if stairs_key in st.session_state:
+    stairs = analysis.staircase(order, st.session_state[stairs_key], twice)
+    if "error" in stairs:
+        st.error(stairs["error"])
+    else:
+        st.altair_chart(charts.staircase(pd.DataFrame(stairs["steps"])), width="stretch")
+        if stairs["lands_on_run_twice_level"]:
+            st.write("With every factor aligned the last step lands where running A twice lands.")
+        else:
+            st.warning("With every factor aligned the last step still differs from A by more than running A "
+                       "twice does: something differs that the factor list does not model.")

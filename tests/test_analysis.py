@@ -52,3 +52,24 @@ def test_run_twice_names_where_an_unseeded_run_splits(pool):
     twice = analysis.run_twice(analysis.execute(pair, analysis.run_twice_plan(pair), pool))
     assert not twice["bitwise_identical"] and twice["first_divergent_epoch"] == 0
     assert "dense_0/kernel" in twice["variables"]
+
+
+def test_the_staircase_ends_at_the_run_it_twice_level(pool):
+    pair = make_pair(MOONS, parse_run({"training": {"epochs": 2}}),
+                     {"optimizer.epsilon": 1e-8, "optimizer.learning_rate": 0.01, "preprocess.scaler": "minmax"}, True)
+    order = ["optimizer.learning_rate", "preprocess.scaler", "optimizer.epsilon"]
+    plan = analysis.staircase_plan(pair, order)
+    assert plan[f"step {len(order)}"].run == pair.a and plan["step 0"].run == pair.b
+    outcomes = analysis.execute(pair, {**plan, **analysis.run_twice_plan(pair)}, pool)
+    twice = analysis.run_twice({k: outcomes[k] for k in ("A", "A again")})
+    stairs = analysis.staircase(order, outcomes, twice)
+    gaps = [s["prediction"] for s in stairs["steps"]]
+    assert gaps[0] > 0 and gaps[-1] == 0.0 and stairs["steps"][-1]["bitwise_equal"]
+    assert stairs["lands_on_run_twice_level"]
+    assert [s["aligned"] for s in stairs["steps"]] == ["nothing yet", *order]
+
+
+def test_staircase_order_follows_the_shares():
+    result = {"factors": [{"factor": "x", "prediction_share": 0.2}, {"factor": "y", "prediction_share": 0.7},
+                          {"factor": "z", "prediction_share": None}]}
+    assert analysis.staircase_order(result) == ["y", "x", "z"]

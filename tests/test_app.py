@@ -222,3 +222,10 @@ def test_attribution_page_runs_the_batch_and_shows_the_shares(app_test_pages, di
     texts = " ".join(m.value for m in at.markdown)
     assert "A trained twice in fresh processes is bitwise identical." in texts
     assert "seed noise" in texts
+    assert "**3 runs**" in texts
+    at.main.button[1].click()
+    at.run(timeout=300)
+    assert not at.exception
+    steps = _chart_data(at, 2)
+    assert steps["aligned"].tolist() == ["nothing yet", "optimizer.epsilon"] and steps["prediction"].iloc[-1] == 0.0
+    assert any("lands where running A twice lands" in m.value for m in at.markdown)

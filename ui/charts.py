@@ -114,6 +114,15 @@ def noise_floor(noise: pd.DataFrame, pair_gap: float) -> alt.Chart:
     return (dots + rule).properties(height=alt.Step(24))
 
 
+def staircase(steps: pd.DataFrame) -> alt.Chart:
+    """steps: step, aligned, prediction (gap to A after aligning that factor too)."""
+    return alt.Chart(steps).mark_bar(color=DIFF_COLOR).encode(
+        x=alt.X("aligned:N", sort=None, title="factor aligned to A (cumulative)"),
+        y=alt.Y("prediction:Q", title="prediction RMS gap to A"),
+        tooltip=["step", "aligned", alt.Tooltip("prediction:Q", format=".3e"), "bitwise_equal"],
+    ).properties(height=260)
+
+
 def forecast(series: pd.DataFrame) -> alt.Chart:
     """series: step, source (truth, A, B), value."""
     colors = alt.Scale(domain=["truth", "A", "B"], range=["#212529", "#1f77b4", "#ff7f0e"])
