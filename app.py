@@ -18,7 +18,8 @@ run.prepare_in_background()
 if "loaded" not in st.session_state:  # a new session: the link (or the default scenario) sets every control
     pair, warnings = state.from_params(st.query_params.to_dict())
     sidebar.load_pair(pair)
-    run.show_cached(pair)  # a shared link opens on its results when this server has them
+    if st.query_params:  # a shared link opens on its results when this server has them
+        run.show_cached(pair)
     sidebar.set_scenario(sidebar.CUSTOM if st.query_params else DEFAULT_PRESET)
     st.session_state["link_warnings"] = warnings
     st.session_state["loaded"] = True

@@ -45,7 +45,7 @@ class Initializer:
             return tf.random.uniform(shape, -limit, limit, dtype=self.dtype)
         return tf.random.stateless_uniform(shape, [self.seed, i], -limit, limit, dtype=self.dtype)
 
-    def _normal(self, shape, stddev, i, truncated):
+    def normal(self, shape, stddev, i, truncated):
         tf = self.tf
         if self.seed is None:
             draw = tf.random.truncated_normal if truncated else tf.random.normal
@@ -60,10 +60,10 @@ class Initializer:
         if name == "he_uniform":
             return self._uniform(shape, np.sqrt(6.0 / fan_in), i)
         if name == "glorot_normal":  # truncated normal, std corrected for the truncation as Keras does
-            return self._normal(shape, np.sqrt(2.0 / (fan_in + fan_out)) / 0.87962566103423978, i, True)
+            return self.normal(shape, np.sqrt(2.0 / (fan_in + fan_out)) / 0.87962566103423978, i, True)
         if name == "he_normal":
-            return self._normal(shape, np.sqrt(2.0 / fan_in) / 0.87962566103423978, i, True)
-        return self._normal(shape, 0.05, i, False)
+            return self.normal(shape, np.sqrt(2.0 / fan_in) / 0.87962566103423978, i, True)
+        return self.normal(shape, 0.05, i, False)
 
 
 class Optimizer:
@@ -167,7 +167,7 @@ def train(run: RunConfig, ds: Dataset, x_train, y_train, x_test, emit, wait_for_
         return var
 
     n_features = x_train.shape[1]
-    scale = add("scale/w", init._normal((n_features,), 0.05, 999, False)) if m.scale_layer else None
+    scale = add("scale/w", init.normal((n_features,), 0.05, 999, False)) if m.scale_layer else None
     layers, fan_in = [], n_features
     for i, units in enumerate(m.hidden):
         kernel = add(f"dense_{i}/kernel", init.kernel(m.initializer, (fan_in, units), i))
