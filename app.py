@@ -12,9 +12,6 @@ from ui import run, sidebar, state
 
 st.set_page_config(page_title="Divergence Lab", page_icon=":material/compare_arrows:", layout="wide")
 
-default_pool()  # workers start importing TensorFlow now, so the first Run finds them warm
-run.prepare_in_background()
-
 if "loaded" not in st.session_state:  # a new session: the link (or the default scenario) sets every control
     pair, warnings = state.from_params(st.query_params.to_dict())
     sidebar.load_pair(pair)
@@ -44,4 +41,11 @@ training_now = sidebar.run_requested() and pair is not None
 run.show_messages(training_now)
 if training_now:
     run.train(pair)
-page.run()
+try:
+    page.run()
+finally:
+    # Once the page is drawn (a page without a result ends in st.stop), get ready for the
+    # first Run: workers start importing TensorFlow and the default data loads, neither
+    # competing with the first page for the CPU.
+    default_pool()
+    run.prepare_in_background()

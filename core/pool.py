@@ -130,6 +130,7 @@ class WorkerPool:
         self.warm_target = min(warm, self.capacity)
         self.idle: list[Worker] = []
         self.busy: set[Worker] = set()
+        self.envs_used: list = []  # environments of the runs since the last refill, latest last
         self.lock = threading.Lock()
         self.closed = False
         for _ in range(self.warm_target):
@@ -160,12 +161,20 @@ class WorkerPool:
             return None
 
     def release(self, worker: Worker) -> None:
-        """A worker is used for one run only: end it and keep a fresh one warm for the same environment."""
+        """A worker is used for one run only: end it, and once no run is left, warm fresh ones.
+
+        Refilling waits for the last run: a new worker importing TensorFlow would take CPU
+        from the runs still training (they share a niceness).
+        """
         worker.kill()
         with self.lock:
             self.busy.discard(worker)
-            if not self.closed and len(self.idle) < self.warm_target and self.live() < self.capacity:
-                self.idle.append(Worker(worker.env))
+            self.envs_used.append(worker.env)
+            if self.closed or self.busy:
+                return
+            while self.envs_used and len(self.idle) < self.warm_target and self.live() < self.capacity:
+                self.idle.append(Worker(self.envs_used.pop()))
+            self.envs_used.clear()
 
     def wait_warm(self, timeout: float = 120.0) -> None:
         """Block until every idle worker has imported TensorFlow (for benchmarks and tests)."""

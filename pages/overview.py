@@ -4,10 +4,13 @@ import json
 
 import streamlit as st
 
-from ui import charts, tables
 from ui.page import result_or_stop
 
 result = result_or_stop()
+# Imported after the no-result stop: every first visit lands here, and draws sooner
+# without loading pandas and Altair.
+from ui import charts, tables  # noqa: E402
+
 s = result.summary
 
 st.header("Overview")

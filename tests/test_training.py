@@ -184,6 +184,22 @@ def test_a_one_worker_pool_runs_the_pair_one_after_the_other_with_the_same_resul
     assert alone.summary["compare"]["per_epoch"][0]["max_abs"] == 0.0  # B started from A's initial weights
 
 
+def test_the_pool_warms_the_used_environments_only_after_the_last_run():
+    """A replacement importing TensorFlow would take CPU from the run still training."""
+    from core.pool import worker_env
+
+    pair = make_pair(MOONS, parse_run({"training": {"epochs": 1}}), {"engine.name": "tf_keras"})
+    fresh = WorkerPool(max_workers=2, warm=2)
+    idle_when_done = []
+    try:
+        r = _run(fresh, pair, on_event=lambda m, e: e["type"] == "done" and idle_when_done.append(len(fresh.idle)))
+        assert r.complete
+        assert idle_when_done == [0, 2]  # nothing warmed while the other model trained
+        assert {w.env for w in fresh.idle} == {worker_env(pair.a), worker_env(pair.b)}
+    finally:
+        fresh.shutdown()
+
+
 def test_worker_count_is_bounded_by_the_memory_limit(monkeypatch):
     import core.pool
 

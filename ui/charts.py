@@ -27,9 +27,9 @@ def loss_curves(history: pd.DataFrame, measure: str = "loss", log_scale: bool = 
     ).properties(height=320)
 
 
-def live_loss(rows: pd.DataFrame) -> alt.Chart:
+def live_loss(rows: list[dict]) -> alt.Chart:
     """rows: epoch, model, loss, as they arrive during training."""
-    return alt.Chart(rows).mark_line(point=True).encode(
+    return alt.Chart(pd.DataFrame(rows)).mark_line(point=True).encode(
         x=alt.X("epoch:Q", title="epoch"), y=alt.Y("loss:Q", title="train loss"), color=_model_color(),
     ).properties(height=200)
 

@@ -5,16 +5,14 @@ from __future__ import annotations
 import threading
 import time
 
-import pandas as pd
 import streamlit as st
 
 from core import data
 from core.config import ConfigError, DataConfig, PairConfig
 from core.pair import PairResult, cached_result, run_pair
-from ui import charts
 
 RESULT, ERROR, TRAINING = "result", "run_error", "training"
-REDRAW_INTERVAL_S = 0.5
+REDRAW_INTERVAL_S = 1.0
 
 
 _prepared = threading.Event()
@@ -48,9 +46,12 @@ def show_messages(training_now: bool) -> None:
 
 def train(pair: PairConfig) -> None:
     """Train the pair with progress per model and loss curves that grow while it runs."""
+    from ui import charts  # Altair and pandas load on the first Run, not on the first page
+
     epochs = {"a": pair.a.training.epochs, "b": pair.b.training.epochs}
     rows: list[dict] = []
-    drawn_at: dict[str, float] = {}  # model -> when its progress was last redrawn
+    latest: dict[str, tuple[int, float]] = {}  # model -> its last epoch and loss
+    drawn_at = [0.0]  # when the progress and the live chart were last redrawn
     st.session_state[TRAINING] = True
     st.session_state[ERROR] = None
     with st.status("Training A and B in fresh worker processes…", expanded=True) as status:
@@ -64,13 +65,15 @@ def train(pair: PairConfig) -> None:
             elif event["type"] == "epoch":
                 n = event["epoch"]
                 rows.append({"epoch": n, "model": label, "loss": event["loss"]})
+                latest[model] = (n, event["loss"])
                 # Every redraw costs the server and the browser CPU that the workers need:
-                # at most a few per second, and always the last epoch.
-                if time.monotonic() - drawn_at.get(model, 0.0) > REDRAW_INTERVAL_S or n == epochs[model]:
-                    bars[model].progress(min(n / epochs[model], 1.0),
-                                         text=f"{label}: epoch {n}/{epochs[model]}, loss {event['loss']:.4g}")
-                    live.altair_chart(charts.live_loss(pd.DataFrame(rows)), width="stretch")
-                    drawn_at[model] = time.monotonic()
+                # both models together at most once per interval, and always at a last epoch.
+                if time.monotonic() - drawn_at[0] > REDRAW_INTERVAL_S or n == epochs[model]:
+                    for m, (done, loss) in latest.items():
+                        bars[m].progress(min(done / epochs[m], 1.0),
+                                         text=f"{m.upper()}: epoch {done}/{epochs[m]}, loss {loss:.4g}")
+                    live.altair_chart(charts.live_loss(rows), width="stretch")
+                    drawn_at[0] = time.monotonic()
             elif event["type"] == "error":
                 bars[model].progress(1.0, text=f"{label}: {event['message']}")
 
