@@ -8,28 +8,23 @@ same comparisons the pair uses. No Streamlit, no TensorFlow here.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
 
 import numpy as np
 
 from core import data as data_module
+from core.batch import Planned, RunCache, run_batch
 from core.compare import compare_runs
-from core.config import PairConfig, RunConfig
-from core.pool import Job, Progress, WorkerPool, default_pool, run_jobs
+from core.config import PairConfig
+from core.pair import pair_plan
+from core.pool import Progress, WorkerPool
 
 INTERACTION_TOLERANCE = 0.1  # shares that miss 100% by more than this mean the factors interact
-
-
-@dataclass(frozen=True)
-class Planned:
-    run: RunConfig
-    init_from: str | None = None  # name of the planned run whose initial weights this one copies
 
 
 def attribution_plan(pair: PairConfig) -> dict[str, Planned]:
     """A, B, and per differing factor: A with only that factor at B's value, B with only it at A's."""
     init = "A" if pair.b_starts_from_a_init else None
-    plan = {"A": Planned(pair.a), "B": Planned(pair.b, init)}
+    plan = pair_plan(pair, "A", "B")
     for path, value in pair.b_differs:
         plan[f"A+{path}"] = Planned(pair.a.with_value(path, value), init)
         plan[f"B-{path}"] = Planned(pair.b.with_value(path, pair.a.get(path)), init)
@@ -46,7 +41,7 @@ def noise_plan(pair: PairConfig, k: int) -> dict[str, Planned]:
 
 
 def run_twice_plan(pair: PairConfig) -> dict[str, Planned]:
-    return {"A": Planned(pair.a), "A again": Planned(pair.a)}
+    return {"A": Planned(pair.a), "A again": Planned(pair.a, repeat=1)}
 
 
 def staircase_order(attribution_result: dict) -> list[str]:
@@ -58,25 +53,24 @@ def staircase_order(attribution_result: dict) -> list[str]:
 def staircase_plan(pair: PairConfig, order: list[str]) -> dict[str, Planned]:
     """B, then B with the first 1, 2, ... factors of `order` set back to A's values, and A itself.
 
-    The last step differs from A in nothing, so it must land where running A twice lands.
+    The last step differs from A in nothing, so it must land where running A twice lands;
+    when it also draws its own initial weights it is A's config trained once more.
     """
-    init = "A" if pair.b_starts_from_a_init else None
-    plan, run = {"A": Planned(pair.a), "step 0": Planned(pair.b, init)}, pair.b
+    plan = pair_plan(pair, "A", "step 0")
+    init, run = plan["step 0"].init_from, pair.b
     for i, path in enumerate(order, start=1):
         run = run.with_value(path, pair.a.get(path))
-        plan[f"step {i}"] = Planned(run, init)
+        plan[f"step {i}"] = Planned(run, init, repeat=int(run == pair.a and init is None))
     return plan
 
 
 def execute(pair: PairConfig, plan: dict[str, Planned], pool: WorkerPool | None = None,
-            on_event: Progress | None = None, cancel: threading.Event | None = None) -> dict[str, dict]:
-    """Every planned run in its own fresh worker, as many at once as the pool allows."""
+            on_event: Progress | None = None, cancel: threading.Event | None = None,
+            cache: RunCache | None | bool = True) -> dict[str, dict]:
+    """Every planned run: from the run cache, or in its own fresh worker, as many at once as the pool allows."""
     ds = data_module.load(pair.data)
-    jobs = [Job(name, p.run, ds, p.init_from) for name, p in plan.items()]
-    outcomes = run_jobs(pool or default_pool(), jobs, on_event, cancel)
-    for outcome in outcomes.values():
-        outcome["task"] = ds.task
-    return outcomes
+    outcomes = run_batch(plan, ds, pool, on_event, cancel, cache)
+    return {name: {**o, "task": ds.task} for name, o in outcomes.items()}
 
 
 def gap(x: dict, y: dict) -> dict:

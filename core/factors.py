@@ -281,6 +281,8 @@ def check_run(run: RunConfig) -> RunConfig:
     """Rules that span fields."""
     if run.model.kind != "mlp" and run.engine.name == "tensorflow":
         raise ConfigError("model.kind: the tensorflow engine implements dense networks (mlp) only")
+    if run.optimizer.clipnorm and run.optimizer.clipvalue:
+        raise ConfigError("optimizer.clipvalue: Keras takes clipnorm or clipvalue, not both; set one of them to 0")
     return run
 
 

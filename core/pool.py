@@ -218,23 +218,28 @@ Progress = Callable[[str, dict], None]
 
 
 def run_jobs(pool: WorkerPool, jobs: list[Job], on_event: Progress | None = None,
-             cancel: threading.Event | None = None, timeout_s: float = DEFAULT_TIMEOUT_S) -> dict[str, dict]:
+             cancel: threading.Event | None = None, timeout_s: float = DEFAULT_TIMEOUT_S,
+             initial: dict[str, dict] | None = None, on_result: Progress | None = None) -> dict[str, dict]:
     """Run every job in its own fresh worker, in parallel as capacity allows.
 
     Returns key -> the worker's result message ({"type": "result", ...}) or an error
-    ({"type": "error", "message": ...}). Never raises for a failed run.
+    ({"type": "error", "message": ...}). Never raises for a failed run. `initial` holds
+    initial weights known beforehand (key -> name -> array) for jobs whose `init_from`
+    is not in this batch; `on_result(key, result)` sees each result as soon as it ends.
     """
     on_event = on_event or (lambda key, event: None)
     cancel = cancel or threading.Event()
     pending = list(jobs)
     active: dict[str, tuple[Worker, Job, float]] = {}
     results: dict[str, dict] = {}
-    initial: dict[str, dict] = {}
+    initial = dict(initial or {})
 
     def finish(key: str, outcome: dict, notify: bool = True) -> None:
         worker = active.pop(key)[0]
         pool.release(worker)
         results[key] = outcome
+        if on_result is not None and outcome["type"] == "result":
+            on_result(key, outcome)
         if notify:
             on_event(key, {"type": "done" if outcome["type"] == "result" else "error", **(
                 {} if outcome["type"] == "result" else {"message": outcome["message"]})})

@@ -45,7 +45,7 @@ def preprocess(ds: Dataset, cfg: PreprocessConfig, keras_normalize: Normalizer |
 
 def column_fill(rows: np.ndarray, how: str) -> np.ndarray:
     """Per-column value to put in place of NaN (0 where a column has no value at all)."""
-    if how == "zero" or not np.isnan(rows).any():
+    if how == "zero":
         return np.zeros(rows.shape[1], rows.dtype)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN column's fill is 0, below

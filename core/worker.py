@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import platform
 import resource
 import struct
 import sys
@@ -72,7 +73,28 @@ def _effective_runtime(tf, run) -> dict:
         "op_determinism": is_op_determinism_enabled(),
         "tf32": tf.config.experimental.tensor_float_32_execution_enabled(),
         "env": {k: os.environ[k] for k in ENV_KEYS if k in os.environ},
+        "machine": {**cpu(), "platform": platform.platform(),
+                    **{k: str(v) for k, v in tf.sysconfig.get_build_info().items()
+                       if k in ("is_cuda_build", "cuda_version", "cudnn_version")}},
     }
+
+
+# The instruction sets that decide which CPU kernels oneDNN, Eigen and XLA pick.
+SIMD_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16",
+              "amx_tile", "amx_bf16", "amx_int8", "asimd", "sve")
+
+
+def cpu() -> dict:
+    """CPU model and SIMD flags from /proc/cpuinfo (Linux); empty elsewhere."""
+    try:
+        text = open("/proc/cpuinfo").read()
+    except OSError:
+        return {}
+    fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+    fields = {k.strip(): v.strip() for k, v in fields.items()}
+    flags = set((fields.get("flags") or fields.get("Features") or "").split())
+    return {"cpu": fields.get("model name", fields.get("CPU implementer", "unknown")),
+            "simd": [f for f in SIMD_FLAGS if f in flags]}
 
 
 ENV_KEYS = ("TF_USE_LEGACY_KERAS", "TF_ENABLE_ONEDNN_OPTS", "CUDA_VISIBLE_DEVICES", "KERAS_BACKEND")

@@ -4,6 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from core import analysis
+from core.batch import to_train
 from core.factors import factor, parse_pair
 from ui import charts
 from ui.page import result_or_stop
@@ -14,22 +15,41 @@ st.header("Attribution")
 seeds = st.number_input("Other seeds for the noise floor", min_value=1, max_value=10, value=3,
                         help="A is trained again with this many other seeds.")
 plan = {**analysis.attribution_plan(pair), **analysis.noise_plan(pair, seeds), **analysis.run_twice_plan(pair)}
-epochs = sum(p.run.training.epochs for p in plan.values())
-st.write(f"This trains **{len(plan)} runs** ({epochs} epochs in all), as many at once as the workers allow: "
-         f"A and B, A and B with one factor swapped for each of the {len(pair.b_differs)} differing factors, "
-         f"A with {seeds} other seeds, and A once more.")
-key = f"analysis:{result.summary['key']}:{seeds}"
-if st.button("Run the analysis", type="primary"):
-    bar = st.progress(0.0, text="Starting workers")
+
+
+def cost(plan: dict) -> str:
+    """What a batch will train, said before it starts; runs trained before come from the cache."""
+    new = to_train(plan, result.summary["data"]["fingerprint"])
+    epochs = sum(plan[name].run.training.epochs for name in new)
+    reused = len(plan) - len(new)
+    if not new:
+        return f"nothing to train, all {len(plan)} planned runs were trained before and come from the cache"
+    return f"**{len(new)} runs** to train ({epochs} epochs in all)" + (
+        f"; {reused} of the {len(plan)} planned runs were trained before and come from the cache" if reused else "")
+
+
+def execute(plan: dict, label: str) -> dict:
+    """The batch with one progress bar; Stop (or any rerun) ends its workers."""
+    total = sum(plan[name].run.training.epochs for name in to_train(plan, result.summary["data"]["fingerprint"]))
+    bar = st.progress(0.0, text=f"{label}: starting workers")
     done = {"epochs": 0}
 
     def on_event(name, event):
         if event["type"] == "epoch":
             done["epochs"] += 1
-            bar.progress(min(done["epochs"] / epochs, 1.0), text=f"{name}: epoch {event['epoch']}")
+            bar.progress(min(done["epochs"] / max(total, 1), 1.0), text=f"{label}: {name}, epoch {event['epoch']}")
 
-    st.session_state[key] = analysis.execute(pair, plan, on_event=on_event)
+    outcomes = analysis.execute(pair, plan, on_event=on_event)
     bar.empty()
+    return outcomes
+
+
+st.write(f"The analysis plans A and B, A and B with one factor swapped for each of the {len(pair.b_differs)} "
+         f"differing factors, A with {seeds} other seeds, and A once more: {cost(plan)}, as many at once as "
+         "the workers allow.")
+key = f"analysis:{result.summary['key']}:{seeds}"
+if st.button("Run the analysis", type="primary"):
+    st.session_state[key] = execute(plan, "Analysis")
 
 outcomes = st.session_state.get(key)
 if outcomes is None:
@@ -84,11 +104,10 @@ if "error" in attribution or "error" in twice:
     st.stop()
 order = analysis.staircase_order(attribution)
 steps_plan = analysis.staircase_plan(pair, order)
-st.write(f"Starting from B, align one factor at a time to A, largest share first: **{len(steps_plan)} runs**.")
+st.write(f"Starting from B, align one factor at a time to A, largest share first: {cost(steps_plan)}.")
 stairs_key = f"{key}:staircase"
 if st.button("Run the staircase"):
-    with st.spinner("Training the staircase"):
-        st.session_state[stairs_key] = analysis.execute(pair, steps_plan)
+    st.session_state[stairs_key] = execute(steps_plan, "Staircase")
 if stairs_key in st.session_state:
     stairs = analysis.staircase(order, st.session_state[stairs_key], twice)
     if "error" in stairs:

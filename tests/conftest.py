@@ -21,9 +21,9 @@ def pool():
 def private_cache(tmp_path, monkeypatch):
     """No test reads or writes the user's result cache."""
     monkeypatch.setenv("DIVERGENCE_LAB_CACHE", str(tmp_path / "cache"))
-    import core.pair
+    import core.batch
 
-    monkeypatch.setattr(core.pair, "_default_cache", None)
+    monkeypatch.setattr(core.batch, "_default_cache", None)
 
 
 @pytest.fixture(scope="session")

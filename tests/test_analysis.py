@@ -1,10 +1,12 @@
 """Attribution, noise floor and run-it-twice from real runs, checked against runs made by hand."""
 
+import pytest
+
 from core import analysis
 from core.config import DataConfig
 from core.factors import make_pair, parse_run
 from core.pair import run_pair
-from core.presets import preset
+from core.presets import PRESETS, preset
 
 MOONS = DataConfig(dataset="moons", n_samples=200)
 
@@ -67,6 +69,19 @@ def test_the_staircase_ends_at_the_run_it_twice_level(pool):
     assert gaps[0] > 0 and gaps[-1] == 0.0 and stairs["steps"][-1]["bitwise_equal"]
     assert stairs["lands_on_run_twice_level"]
     assert [s["aligned"] for s in stairs["steps"]] == ["nothing yet", *order]
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_every_presets_staircase_ends_at_the_run_it_twice_level(pool, name):
+    """With every factor aligned nothing the factor list models is left to differ (on CPU)."""
+    pair = preset(name).pair(epochs=1)
+    order = [path for path, _ in pair.b_differs]
+    outcomes = analysis.execute(pair, {**analysis.staircase_plan(pair, order), **analysis.run_twice_plan(pair)}, pool)
+    twice = analysis.run_twice({k: outcomes[k] for k in ("A", "A again")})
+    stairs = analysis.staircase(order, outcomes, twice)
+    assert stairs["lands_on_run_twice_level"], stairs
+    if twice["bitwise_identical"]:
+        assert stairs["steps"][-1]["bitwise_equal"] and stairs["steps"][-1]["prediction"] == 0.0
 
 
 def test_staircase_order_follows_the_shares():

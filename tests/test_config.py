@@ -45,6 +45,7 @@ def test_b_differs_drops_values_equal_to_a_and_is_sorted():
     ({"b_differs": {"model.hidden": [8]}, "b_starts_from_a_init": True}, "must have the same weight shapes"),
     ({"a": {"engine": {"name": "tensorflow"}, "model": {"kind": "cnn"}}}, "tensorflow engine implements dense"),
     ({"a": {"model": {"kind": "gru"}}}, "gru reads windows of a series"),
+    ({"a": {"optimizer": {"clipnorm": 1.0, "clipvalue": 0.5}}}, "clipnorm or clipvalue, not both"),
     ({"extra": 1}, "unknown pair field(s) extra"),
 ])
 def test_bad_values_are_rejected_with_the_field_and_what_is_allowed(raw, message):

@@ -1,5 +1,7 @@
 """Data loading and each preprocessing variant against an independent reference."""
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -59,6 +61,17 @@ def test_imputation_matches_pandas_fillna(how):
     fill = {"mean": frame.mean(), "median": frame.median(), "zero": 0.0}[how]
     np.testing.assert_allclose(x_train, frame.fillna(fill).to_numpy(), rtol=1e-12)
     np.testing.assert_allclose(x_test, pd.DataFrame(ds.x_test).fillna(fill).to_numpy(), rtol=1e-12)
+
+
+@pytest.mark.parametrize("how", ["mean", "median"])
+def test_test_rows_with_gaps_are_filled_from_complete_training_rows(how):
+    ds = data.load(DataConfig(dataset="diabetes"))
+    x_test = ds.x_test.copy()
+    x_test[0, 2] = np.nan
+    holed = dataclasses.replace(ds, x_test=x_test)
+    _, _, filled, _ = _prep(holed, impute=how, scaler="none", input_dtype="float64")
+    expected = getattr(pd.DataFrame(ds.x_train)[2], how)()
+    assert expected != 0 and filled[0, 2] == pytest.approx(expected, rel=1e-12)
 
 
 def test_drop_removes_incomplete_training_rows_and_keeps_every_test_row():

@@ -20,7 +20,7 @@ def _python(*args, timeout=600):
 
 def test_modules_the_ui_uses_do_not_import_tensorflow():
     code = ("import sys\n" + "".join(f"import {m}\n" for m in UI_MODULES)
-            + "import core.pair as p; p.library_versions(); p.default_cache()\n"
+            + "import core.pair, core.batch as b; b.library_versions(); b.default_cache()\n"
             + "heavy = sorted(m for m in ('tensorflow', 'keras', 'tf_keras') if m in sys.modules)\n"
             + "print(','.join(heavy) or 'none')")
     done = _python("-c", code)

@@ -11,7 +11,8 @@ import numpy as np
 
 from core.config import DataConfig
 from core.factors import make_pair, parse_run
-from core.pair import ResultCache, run_pair
+from core.batch import RunCache
+from core.pair import run_pair
 from core.pool import WorkerPool
 from core.presets import preset
 
@@ -151,11 +152,11 @@ def test_two_pairs_from_two_threads_match_each_alone(pool):
 
 
 def test_the_same_pair_twice_comes_from_the_cache_bitwise(pool, tmp_path):
-    cache = ResultCache(tmp_path / "c")
+    cache = RunCache(tmp_path / "c")
     pair = make_pair(MOONS, parse_run({"training": {"epochs": 2}}), {"optimizer.learning_rate": 0.01})
     first = _run(pool, pair, cache=cache)
     second = _run(pool, pair, cache=cache)
-    from_disk = _run(pool, pair, cache=ResultCache(tmp_path / "c"))
+    from_disk = _run(pool, pair, cache=RunCache(tmp_path / "c"))
     assert not first.cached and second.cached and from_disk.cached
     assert _same_arrays(first, second) and _same_arrays(first, from_disk)
     assert from_disk.summary == first.summary

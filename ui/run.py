@@ -62,6 +62,8 @@ def train(pair: PairConfig) -> None:
             label = model.upper()
             if event["type"] == "started":
                 bars[model].progress(0.0, text=f"{label}: starting (TensorFlow import if the worker is cold)")
+            elif event["type"] == "cached":
+                bars[model].progress(1.0, text=f"{label}: trained before, taken from the cache")
             elif event["type"] == "epoch":
                 n = event["epoch"]
                 rows.append({"epoch": n, "model": label, "loss": event["loss"]})

@@ -123,6 +123,21 @@ def environment(result: PairResult) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+FINGERPRINT_SETTINGS = ("device", "gpus_visible", "machine", "cpu_count", "intra_op_threads", "inter_op_threads",
+                        "onednn", "op_determinism", "tf32", "jit_compile", "dtype_policy", "floatx", "env")
+
+
+def fingerprint(result: PairResult) -> dict:
+    """Where each run ran: library versions, device, CPU and its SIMD flags, threads, oneDNN, env vars."""
+    out = {"libraries": result.summary["versions"]}
+    for m, label in MODELS.items():
+        run = result.summary[m]
+        effective = run.get("effective", {})
+        out[label] = {"versions": run.get("versions", {}),
+                      **{k: effective[k] for k in FINGERPRINT_SETTINGS if k in effective}}
+    return out
+
+
 def verdict(result: PairResult) -> list[str]:
     """Plain sentences built from the measured numbers."""
     s = result.summary

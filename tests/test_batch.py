@@ -1,0 +1,78 @@
+"""The run cache: batches reuse runs trained before, and reuse never changes a number."""
+
+import threading
+
+from core import analysis
+from core.batch import RunCache, to_train
+from core.config import DataConfig
+from core.data import load
+from core.factors import make_pair, parse_run
+from core.pair import run_pair
+
+MOONS = DataConfig(dataset="moons", n_samples=200)
+A = parse_run({"training": {"epochs": 2}})
+
+
+def _events(log):
+    return lambda name, event: log.append((name, event["type"]))
+
+
+def _same(r1, r2):
+    return r1.arrays.keys() == r2.arrays.keys() and all(
+        r1.arrays[k].tobytes() == r2.arrays[k].tobytes() for k in r1.arrays)
+
+
+def test_changing_only_b_trains_only_b_bitwise_as_from_scratch(pool, tmp_path):
+    cache = RunCache(tmp_path)
+    run_pair(make_pair(MOONS, A, {"optimizer.epsilon": 1e-8}, True), pool, cache=cache)
+    changed = make_pair(MOONS, A, {"optimizer.epsilon": 1e-6}, True)  # B starts from the cached A's init
+    log = []
+    reused = run_pair(changed, pool, on_event=_events(log), cache=cache)
+    assert ("a", "cached") in log and ("b", "cached") not in log and ("b", "done") in log
+    assert not reused.cached
+    assert _same(reused, run_pair(changed, pool, cache=False))
+
+
+def test_identical_a_and_b_are_two_trainings_and_stay_two(pool, tmp_path):
+    """Seeded with np.random.seed + tf.random.set_seed only, two fresh processes draw different weights."""
+    cache = RunCache(tmp_path)
+    pair = make_pair(MOONS, parse_run({"seeding": {"policy": "numpy_tf"}}, A), {})
+    first = run_pair(pair, pool, cache=cache)
+    assert first.summary["compare"]["first_divergent_epoch"] == 0
+    again = run_pair(pair, pool, cache=RunCache(tmp_path))
+    assert again.cached and _same(first, again)
+
+
+def test_the_analysis_reuses_the_pair_and_shares_runs_of_the_same_key(pool, tmp_path):
+    cache = RunCache(tmp_path)
+    pair = make_pair(MOONS, A, {"optimizer.epsilon": 1e-8, "optimizer.learning_rate": 0.01})
+    trained = run_pair(pair, pool, cache=cache)
+    plan = analysis.attribution_plan(pair)
+    fingerprint = load(MOONS).fingerprint()
+    # With two factors, A with one of them swapped is B with the other set back: one run.
+    assert to_train(plan, fingerprint, cache) == ["A+optimizer.epsilon", "B-optimizer.epsilon"]
+    log = []
+    outcomes = analysis.execute(pair, plan, pool, on_event=_events(log), cache=cache)
+    assert {name for name, kind in log if kind == "cached"} == {
+        "A", "B", "A+optimizer.learning_rate", "B-optimizer.learning_rate"}
+    assert to_train(plan, fingerprint, cache) == []
+    # Run it twice trains A once more: the repeat is a new run, then a cached one.
+    twice = analysis.run_twice_plan(pair)
+    assert to_train(twice, fingerprint, cache) == ["A again"]
+    result = analysis.run_twice(analysis.execute(pair, twice, pool, cache=cache))
+    assert result["bitwise_identical"]
+    assert all(outcomes["B"]["weights"][k].tobytes() == v.tobytes() for k, v in trained.weights("b").items())
+
+
+def test_a_stopped_batch_keeps_the_runs_that_finished(pool, tmp_path):
+    cache = RunCache(tmp_path)
+    pair = make_pair(MOONS, A, {"training.epochs": 300})
+    cancel = threading.Event()
+
+    def on_event(name, event):
+        if name == "a" and event["type"] == "done":
+            cancel.set()
+
+    stopped = run_pair(pair, pool, on_event=on_event, cancel=cancel, cache=cache)
+    assert stopped.summary["a"]["status"] == "ok" and stopped.summary["b"]["status"] == "cancelled"
+    assert to_train(analysis.attribution_plan(pair), load(MOONS).fingerprint(), cache) == ["B"]
