@@ -19,9 +19,10 @@ inline. The few helpers whose arithmetic must match the app to the bit (spirals,
 series, missing values, imputation, scaling, the fixed batch order, the Keras weight names and
 the custom layer) are copied from core's own source, so each has one source.
 
-Every pair that `core.factors.make_pair` accepts can be exported; what the app refuses (a cnn
-or gru with the tensorflow engine, a cnn without digits, ...) raises ConfigError here as well,
-and so does a CSV that cannot be read. Runs the app cannot repeat either (no seeding, NumPy +
+Every pair that `core.factors.parse_pair` accepts can be exported; what the app refuses (a cnn
+or gru with the tensorflow engine, a cnn without digits, B from A's initial weights with other
+layer shapes, a value out of range) raises ConfigError here as well, and so does a CSV that
+cannot be read. Runs the app cannot repeat either (no seeding, NumPy +
 TF seeds with a Keras engine, explicit seeds with the custom layer or an unseeded shuffle) are
 exported as they are, with a note in the script's docstring. This module imports no TensorFlow.
 """
@@ -35,9 +36,9 @@ from typing import Any, Callable
 import numpy as np
 
 from core import data as data_module
-from core import engine_keras, preprocess, recording
+from core import engine_keras, engine_tf, preprocess, recording
 from core.config import PairConfig, RunConfig
-from core.factors import check_data_fits, check_run, factor, format_value
+from core.factors import factor, format_value, parse_pair
 from core.pair import library_versions
 from core.pool import worker_env
 
@@ -52,9 +53,7 @@ def standalone_script(pair: PairConfig) -> str:
 
     Raises core.config.ConfigError for a pair the app would refuse or data it cannot load.
     """
-    for run in (pair.a, pair.b):
-        check_run(run)
-    check_data_fits(pair)
+    pair = parse_pair(pair.to_dict())  # the app's own validation, whatever built this PairConfig
     return _Writer(pair, data_module.load(pair.data)).script()
 
 
@@ -84,6 +83,33 @@ def _lit(value: Any) -> str:
 
 def _indent(lines: Lines, levels: int = 1) -> Lines:
     return [("    " * levels + line) if line else "" for line in lines]
+
+
+def _wrap(line: str, width: int = 110) -> Lines:
+    """A long call split after top-level commas, continued under its first argument."""
+    if len(line) <= width or "(" not in line:
+        return [line]
+    start, depth, quote, cuts = line.index("("), 0, "", []
+    for i, ch in enumerate(line):
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in "\"'":
+            quote = ch
+        elif ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        elif ch == "," and depth == 1 and i > start:
+            cuts.append(i + 1)
+    pieces = [line[a:b].strip() for a, b in zip([0] + cuts, cuts + [len(line)])]
+    pieces[0] = line[:cuts[0]].rstrip() if cuts else line
+    lines, pad = [pieces[0]], " " * (start + 1)
+    for piece in pieces[1:]:
+        if len(lines[-1]) + 1 + len(piece) <= width:
+            lines[-1] += " " + piece
+        else:
+            lines.append(pad + piece)
+    return lines
 
 
 def _source(fn: Callable) -> Lines:
@@ -159,11 +185,12 @@ class _Writer:
                  '    """Variables TensorFlow reads once, when it is imported: set before `import tensorflow`."""',
                  "    env = {"]
         for key, note in notes.items():
-            lines.append(f'        "{key}": {self.v(key, MODELS, lambda run: dict(worker_env(run))[key])},  # {note}')
+            value = self.v(key, MODELS, lambda run: dict(worker_env(run))[key])
+            lines += [f"        # {note}", f'        "{key}": {value},']
         lines.append("    }")
-        lines += _indent(self.choose("numerics.device", MODELS, lambda ms: [
-            'env["CUDA_VISIBLE_DEVICES"] = "-1"  # device cpu: TensorFlow sees no GPU'] if self.runs[ms[0]].numerics.device
-            == "cpu" else [], fn=lambda run: run.numerics.device == "cpu"))
+        cpu = 'env["CUDA_VISIBLE_DEVICES"] = "-1"  # device cpu: TensorFlow sees no GPU'
+        lines += _indent(self.choose("numerics.device", MODELS, lambda ms: [cpu] if self.runs[ms[0]].numerics.device
+                                     == "cpu" else [], fn=lambda run: run.numerics.device == "cpu"))
         return lines + [
             '    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # fewer TensorFlow log lines',
             "    for key, value in env.items():",
@@ -174,12 +201,13 @@ class _Writer:
         ]
 
     def configure_tensorflow(self) -> Lines:
+        intra, inter = self.v("numerics.intra_threads", MODELS), self.v("numerics.inter_threads", MODELS)
         lines = ["def configure_tensorflow(run):",
                  '    """Settings TensorFlow takes only before its first op."""',
                  "    import tensorflow as tf", "",
-                 "    # Threads per op and ops at once (0 = TensorFlow decides): how an op splits its sums can change them.",
-                 f"    tf.config.threading.set_intra_op_parallelism_threads({self.v('numerics.intra_threads', MODELS)})",
-                 f"    tf.config.threading.set_inter_op_parallelism_threads({self.v('numerics.inter_threads', MODELS)})",
+                 "    # Threads per op and ops at once (0 = TF decides): how an op splits its sums can change them.",
+                 f"    tf.config.threading.set_intra_op_parallelism_threads({intra})",
+                 f"    tf.config.threading.set_inter_op_parallelism_threads({inter})",
                  '    gpus = tf.config.list_physical_devices("GPU")']
         lines += _indent(self.choose("numerics.device", MODELS, lambda ms: [
             "if not gpus:", '    raise SystemExit("numerics.device is gpu, but TensorFlow sees no GPU")']
@@ -216,10 +244,8 @@ class _Writer:
             body += [f"frame = pd.read_csv({_lit(d.csv_path)}).dropna(subset=[{target}])  # rows need a target",
                      f"x = frame.drop(columns=[{target}]).to_numpy(dtype=np.float64)"]
             if self.classify:
-                import pandas as pd
-
-                numeric = pd.api.types.is_numeric_dtype(pd.read_csv(d.csv_path)[d.csv_target])
-                labels = f"frame[{target}]" if numeric else f"frame[{target}].astype(str)"
+                labels = f"frame[{target}]" if _numeric_csv_labels(d.csv_path, d.csv_target) \
+                    else f"frame[{target}].astype(str)"
                 body += [f"classes, y = np.unique({labels}, return_inverse=True)  # class ids 0..k-1, sorted",
                          "y = y.astype(np.int64)"]
             else:
@@ -228,7 +254,8 @@ class _Writer:
             body.append(f"x = {self.helper(data_module.inject_missing)}(x, {d.missing_rate!r}, {d.missing_seed})"
                         f"  # {d.missing_rate:.0%} of the input cells blanked, before the split")
         if d.dataset == "series":
-            body += [f"n_test = max(1, int(round(len(x) * {d.test_fraction!r})))  # chronological: forecast the last part",
+            body += ["# chronological: the last part is forecast",
+                     f"n_test = max(1, int(round(len(x) * {d.test_fraction!r})))",
                      "return x[:-n_test], y[:-n_test], x[-n_test:], y[-n_test:]"]
         else:
             stratify = self.classify and np.bincount(np.concatenate([ds.y_train, ds.y_test])).min() >= 2
@@ -266,7 +293,7 @@ class _Writer:
         rows = "x_train" if all(self.runs[m].preprocess.fit_on == "train" for m in MODELS) else "fill_rows"
         self.imports.add("warnings")
         if self.runs[ms[0]].preprocess.impute == "drop":
-            return ["# 'drop': training rows with a missing value go; test rows get the mean (A and B score the same rows)",
+            return ["# 'drop': training rows with a missing value go; test rows get the mean (to score A and B alike)",
                     f'fill = {fill}({rows}, "mean")',
                     "keep = ~np.isnan(x_train).any(axis=1)",
                     "x_train, y_train = x_train[keep], y_train[keep]",
@@ -290,32 +317,14 @@ class _Writer:
             why = "min-max: each column mapped to [0, 1]"
         else:
             why = factor("preprocess.scaler").mechanism.split("; ")[0]
+        stats, scaler = self.helper(preprocess.scaler_stats), self.v("preprocess.scaler", ms)
         return lines + [f"# {why}",
-                        f"shift, scale = {self.helper(preprocess.scaler_stats)}({rows}, {self.v('preprocess.scaler', ms)})",
+                        f"shift, scale = {stats}({rows}, {scaler})",
                         "x_train, x_test = (x_train - shift) / scale, (x_test - shift) / scale"]
 
     def start_b_from_a(self) -> Lines:
         self.imports.add("time")
-        return [
-            "def start_b_from_a(model_name, out_dir, names, variables):",
-            '    """B starts from A\'s initial weights. A saves them as soon as its model is built. B has built its own the',
-            "    same way first, as the app does, so that later random draws (dropout, shuffles) match; it then waits for",
-            '    A\'s and assigns them."""',
-            f'    path = os.path.join(out_dir, "{INIT_FILE}")',
-            '    if model_name == "a":',
-            '        with open(path + ".tmp", "wb") as f:',
-            "            np.savez(f, **{name: v.numpy() for name, v in zip(names, variables)})",
-            '        os.replace(path + ".tmp", path)  # B never reads a half-written file',
-            "        return",
-            "    deadline = time.monotonic() + 600",
-            "    while not os.path.exists(path):",
-            "        if time.monotonic() > deadline:",
-            "            raise SystemExit(\"A's initial weights never arrived\")",
-            "        time.sleep(0.05)",
-            "    with np.load(path) as initial:",
-            "        for name, v in zip(names, variables):",
-            "            v.assign(initial[name].astype(v.numpy().dtype))",
-        ]
+        return _template(START_B_FROM_A)
 
     def train_keras(self, ms) -> Lines:
         lines = ["def train_keras(model_name, run, x_train, y_train, x_test, out_dir):",
@@ -326,7 +335,7 @@ class _Writer:
             if self.runs[g[0]].engine.name == "tf_keras" else "import keras  # Keras 3"])) + [""]
         lines += _indent(self.choose("numerics.dtype", ms, lambda g: {
             "float64": ['keras.backend.set_floatx("float64")  # weights and computation in float64'],
-            "mixed_float16": ['keras.mixed_precision.set_global_policy("mixed_float16")  # float16 compute, float32 weights'],
+            "mixed_float16": ['keras.mixed_precision.set_global_policy("mixed_float16")  # float16 math'],
         }.get(self.runs[g[0]].numerics.dtype, [])))
         lines += _indent(self.choose("seeding.policy", ms, self._keras_seeding))
         lines += _indent(self.choose("model.hidden", ms, self._keras_model,
@@ -338,15 +347,15 @@ class _Writer:
         lines += _indent(self.choose("optimizer.name", ms, self._keras_optimizer))
         loss, metric = ("SparseCategoricalCrossentropy", "SparseCategoricalAccuracy") if self.classify \
             else ("MeanSquaredError", "MeanAbsoluteError")
-        metric_name, metric_key = ("accuracy", "sparse_categorical_accuracy") if self.classify \
-            else ("mean abs error", "mean_absolute_error")
+        metric_name, metric_key = ("accuracy", "accuracy") if self.classify else ("mean abs error", "mae")
         jit = self.v("jit_compile", ms, lambda run: engine_keras.JIT[run.engine.name][run.numerics.xla])
         epochs, batch = self.v("training.epochs", ms), self.v("training.batch_size", ms)
         lines += [f"    steps = -(-len(x_train) // {batch})  # batches per epoch",
                   "    # jit_compile: XLA; Keras 3's \"auto\" turns it on only with a GPU (Keras 2: None = off).",
-                  "    # steps_per_execution=steps: one call into TensorFlow per epoch, the same updates as one per batch.",
-                  f"    model.compile(optimizer=optimizer, loss=keras.losses.{loss}(),",
-                  f"                  metrics=[keras.metrics.{metric}()], jit_compile={jit}, steps_per_execution=steps)",
+                  "    # steps_per_execution=steps: one call into TF per epoch; the same updates as one per batch.",
+                  *_wrap(f"    model.compile(optimizer=optimizer, loss=keras.losses.{loss}(), "
+                         f"metrics=[keras.metrics.{metric}(name={_lit(metric_key)})], jit_compile={jit}, "
+                         "steps_per_execution=steps)"),
                   "    stop = keras.callbacks.TerminateOnNaN()  # the app stops a run whose loss goes non-finite, too",
                   "    report = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: print(",
                   f"        f\"{{model_name}}: epoch {{epoch + 1}}: loss {{logs['loss']:.6g}}, {metric_name} "
@@ -359,7 +368,7 @@ class _Writer:
     def _keras_seeding(self, ms) -> Lines:
         policy, seed = self.runs[ms[0]].seeding.policy, self.v("seeding.seed", ms)
         return {
-            "keras": ["# Seeds Python's random, NumPy and TensorFlow (Keras 3's unseeded initializers draw from Python's).",
+            "keras": ["# Seeds Python's random, NumPy and TF (Keras 3's unseeded initializers draw from Python's).",
                       f"keras.utils.set_random_seed({seed})"],
             "numpy_tf": [f"np.random.seed({seed})",
                          f"tf.random.set_seed({seed})  # the classic advice; it does not fix Keras's initial weights"],
@@ -406,7 +415,7 @@ class _Writer:
             [f"kernel_initializer={init(len(m.hidden))}", 'name="output"'] + \
             (['dtype="float32"'] if run.numerics.dtype == "mixed_float16" else [])
         layers.append(f"keras.layers.Dense({', '.join(out)})")
-        return ["model = keras.Sequential(["] + [f"    {layer}," for layer in layers] + ["])"]
+        return ["model = keras.Sequential(["] + [w for layer in layers for w in _wrap(f"    {layer},")] + ["])"]
 
     def _keras_optimizer(self, ms) -> Lines:
         name = self.runs[ms[0]].optimizer.name
@@ -421,18 +430,18 @@ class _Writer:
             if value != "0.0":
                 text.append(f"{clip}={value}" + (" or None" if value.startswith("run") else ""))
         cls = {"adam": "Adam", "sgd": "SGD", "rmsprop": "RMSprop", "adagrad": "Adagrad"}[name]
-        return [f"optimizer = keras.optimizers.{cls}({', '.join(text)})"]
+        return _wrap(f"optimizer = keras.optimizers.{cls}({', '.join(text)})")
 
     def _keras_fit(self, ms, epochs: str, batch: str) -> Lines:
         callbacks = "callbacks=[stop, report], verbose=0"
         if self.runs[ms[0]].training.batch_order == "fixed":
             return [
-                "# The fixed batch order: a NumPy permutation per epoch; fit walks through the epochs' batches as given.",
+                "# The fixed batch order: a NumPy permutation per epoch; fit goes through the batches as given.",
                 f"orders = np.stack({self.helper(recording.fixed_orders)}(len(x_train), {epochs}, "
                 f"{self.v('training.shuffle_seed', ms)}))",
                 "batches = tf.data.Dataset.from_tensor_slices(orders).flat_map(",
-                "    lambda order: tf.data.Dataset.from_tensor_slices((tf.gather(x_train, order), tf.gather(y_train, order)))",
-                f"    .batch({batch}))",
+                "    lambda order: tf.data.Dataset.from_tensor_slices(",
+                f"        (tf.gather(x_train, order), tf.gather(y_train, order))).batch({batch}))",
                 f"model.fit(batches, epochs={epochs}, steps_per_epoch=steps, shuffle=False, {callbacks})"]
         shuffle = self.v("fit_shuffle", ms, lambda run: run.training.batch_order == "framework")
         return (["# shuffle=True: fit's own shuffle, drawn from TensorFlow's global seed"]
@@ -443,10 +452,14 @@ class _Writer:
         self.imports.add("random")
         run0 = self.runs[ms[0]]
         dtype = self.v("dtype", ms, lambda run: "float64" if run.numerics.dtype == "float64" else "float32")
-        form = "TensorFlow's own optimizer kernels\n    (tf.raw_ops.ResourceApplyAdam & co)" \
-            if run0.engine.raw_optimizer == "kernels" else "the textbook\n    (PyTorch) optimizer update written in TF ops"
-        lines = ["def train_tensorflow(model_name, run, x_train, y_train, x_test, out_dir):",
-                 f'    """No Keras: tf.Variable weights, tf.GradientTape, a tf.function training step and {form}."""',
+        forms = {self.runs[m].engine.raw_optimizer for m in ms}
+        form = {"kernels": "TensorFlow's own optimizer kernels (tf.raw_ops.ResourceApplyAdam & co)",
+                "textbook": "the textbook (PyTorch) optimizer update written in TF ops"}[run0.engine.raw_optimizer]
+        if len(forms) > 1:
+            form = "either TensorFlow's own optimizer kernels or the textbook (PyTorch) update in TF ops"
+        doc = textwrap.fill(f'"""No Keras: tf.Variable weights, tf.GradientTape, a tf.function training step and '
+                            f'{form}."""', 100, initial_indent="    ", subsequent_indent="    ")
+        lines = ["def train_tensorflow(model_name, run, x_train, y_train, x_test, out_dir):", *doc.split("\n"),
                  "    import tensorflow as tf", "",
                  f"    dtype = tf.as_dtype({dtype})" if dtype.startswith("run") else f"    dtype = tf.{dtype[1:-1]}"]
         if any(self.runs[m].numerics.dtype == "mixed_float16" for m in ms):
@@ -522,16 +535,17 @@ class _Writer:
         else:
             lines += ["activation = " + ("tf.sigmoid" if m.activation == "sigmoid" else f"tf.nn.{m.activation}")]
         if m.batch_norm:
+            mom, eps = engine_tf.BN_MOMENTUM, engine_tf.BN_EPSILON
             lines += ["", "def batch_norm(h, i, training):",
-                      '    """Keras BatchNormalization\'s arithmetic (momentum 0.99, epsilon 1e-3)."""',
+                      f'    """Keras BatchNormalization\'s arithmetic (momentum {mom}, epsilon {eps})."""',
                       '    gamma, beta = w[f"bn_{i}/gamma"], w[f"bn_{i}/beta"]',
                       '    moving_mean, moving_var = w[f"bn_{i}/moving_mean"], w[f"bn_{i}/moving_variance"]',
                       "    if not training:",
-                      "        return tf.nn.batch_normalization(h, moving_mean, moving_var, beta, gamma, 0.001)",
+                      f"        return tf.nn.batch_normalization(h, moving_mean, moving_var, beta, gamma, {eps})",
                       "    mean, var = tf.nn.moments(h, axes=[0])",
-                      "    moving_mean.assign(moving_mean * 0.99 + mean * (1 - 0.99))",
-                      "    moving_var.assign(moving_var * 0.99 + var * (1 - 0.99))",
-                      "    return tf.nn.batch_normalization(h, mean, var, beta, gamma, 0.001)"]
+                      f"    moving_mean.assign(moving_mean * {mom} + mean * (1 - {mom}))",
+                      f"    moving_var.assign(moving_var * {mom} + var * (1 - {mom}))",
+                      f"    return tf.nn.batch_normalization(h, mean, var, beta, gamma, {eps})"]
         lines += ["", "def forward(x, training):",
                   '    h = x * w["scale/w"]' if m.scale_layer else "    h = x",
                   f"    for i in range({len(m.hidden)}):",
@@ -544,7 +558,8 @@ class _Writer:
             if run.seeding.policy == "explicit":
                 s = self.v("seeding.seed", ms)
                 seed = f", seed={s} + 100 + i"
-            lines += ["        if training:", f"            h = tf.nn.dropout(h, rate={self.v('model.dropout', ms)}{seed})"]
+            rate = self.v("model.dropout", ms)
+            lines += ["        if training:", f"            h = tf.nn.dropout(h, rate={rate}{seed})"]
         return lines + ['    return tf.matmul(h, w["output/kernel"]) + w["output/bias"]']
 
     def _tf_loss(self) -> Lines:
@@ -563,7 +578,8 @@ class _Writer:
         lines = self.choose("optimizer.name", ms, self._tf_slots, fn=lambda run: _slots(run)[0])
         if any(self.runs[m].optimizer.name == "adam" for m in ms):
             lines.append("step = tf.Variable(0, dtype=tf.int64, trainable=False)")
-        body = ["def c(x):  # hyperparameters as constants in the weights' dtype", "    return tf.constant(x, dtype)", ""]
+        body = ["def c(x):  # hyperparameters as constants in the weights' dtype",
+                "    return tf.constant(x, dtype)", ""]
         if any(self.runs[m].optimizer.name == "adam" for m in ms):
             body += ["step.assign_add(1)", "t = tf.cast(step, dtype)"]
         body += self.choose("optimizer.clipnorm", ms, self._tf_clip,
@@ -621,7 +637,8 @@ class _Writer:
                         f"grad=g, momentum={c('momentum')}, use_nesterov={o.nesterov})"]
             return [f"{raw}ResourceApplyGradientDescent(var=var.handle, alpha={c('learning_rate')}, delta=g)"]
         if o.name == "rmsprop":
-            return [f"{raw}ResourceApplyRMSProp(var=var.handle, ms=v[i].handle, mom=m[i].handle, lr={c('learning_rate')},",
+            return [f"{raw}ResourceApplyRMSProp(var=var.handle, ms=v[i].handle, mom=m[i].handle, "
+                    f"lr={c('learning_rate')},",
                     f"    rho={c('rho')}, momentum={c('momentum')}, epsilon={c('epsilon')}, grad=g)"]
         return [f"{raw}ResourceApplyAdagradV2(var=var.handle, accum=v[i].handle, lr={c('learning_rate')}, "
                 f"epsilon={c('epsilon')}, grad=g)"]
@@ -665,7 +682,8 @@ class _Writer:
                  f"y_train = y_train.astype({y_type})",
                  "n = len(x_train)"]
         orders = self.choose("training.batch_order", ms, lambda g: {
-            "fixed": [f"orders = {self.helper(recording.fixed_orders)}(n, {epochs}, {self.v('training.shuffle_seed', g)})"
+            "fixed": [f"orders = {self.helper(recording.fixed_orders)}(n, {epochs}, "
+                      f"{self.v('training.shuffle_seed', g)})"
                       "  # one NumPy permutation per epoch"],
         }.get(self.runs[g[0]].training.batch_order, []), fn=lambda run: run.training.batch_order == "fixed")
         lines += orders + [f"for epoch in range({epochs}):"]
@@ -701,42 +719,16 @@ class _Writer:
         if self.classify:
             lines += ['    print(f"{model_name}: test accuracy {np.mean(predictions.argmax(axis=1) == y_test):.4f}")']
         else:
-            lines += ['    print(f"{model_name}: test mean abs error {np.mean(np.abs(predictions[:, 0] - y_test)):.4g}")']
+            lines += ['    error = np.mean(np.abs(predictions[:, 0] - y_test))',
+                      '    print(f"{model_name}: test mean abs error {error:.4g}")']
         return lines + ['    np.savez(os.path.join(out_dir, f"{model_name}.npz"), **dict(zip(names, weights)), '
                         "test_predictions=predictions)"]
 
     def train_both(self) -> Lines:
-        lines = ["def train_both_and_compare(out_dir):",
-                 '    """Train A and B, each in a fresh Python process (TensorFlow reads its settings at import and keeps',
-                 '    its random state and numerics settings process-wide), then compare their final weights."""',
-                 "    os.makedirs(out_dir, exist_ok=True)"]
-        if self.share:
-            lines += [f'    stale = os.path.join(out_dir, "{INIT_FILE}")',
-                      "    if os.path.exists(stale):",
-                      "        os.remove(stale)  # B must wait for this run's A"]
-        lines += ["    script = os.path.abspath(__file__)",
-                  '    children = {m: subprocess.Popen([sys.executable, script, "--model", m, "--out", out_dir]) for m in RUNS}']
-        if self.share:
-            lines += ['    if children["a"].wait() != 0:',
-                      '        children["b"].kill()  # it would wait for A\'s initial weights']
-        return lines + [
-            "    if any([child.wait() != 0 for child in children.values()]):",
-            '        print("a training process failed", file=sys.stderr)',
-            "        return 1",
-            "    same = True",
-            '    with np.load(os.path.join(out_dir, "a.npz")) as a, np.load(os.path.join(out_dir, "b.npz")) as b:',
-            "        for name in a.files:",
-            "            if name not in b.files or a[name].shape != b[name].shape:",
-            '                print(f"{name:32} A and B differ in shape")',
-            "                same = False",
-            "                continue",
-            "            bitwise = a[name].dtype == b[name].dtype and a[name].tobytes() == b[name].tobytes()",
-            "            gap = np.max(np.abs(a[name].astype(np.float64) - b[name].astype(np.float64)), initial=0.0)",
-            "            same = same and bitwise",
-            "            print(f\"{name:32} max |A-B| {gap:.3g}{'  (bitwise equal)' if bitwise else ''}\")",
-            '    print("A and B are bitwise equal" if same else "A and B differ")',
-            "    return 0",
-        ]
+        lines = _template(TRAIN_BOTH)
+        if not self.share:  # no initial weights to hand over
+            lines = [line for line in lines if not line.endswith("# share")]
+        return [line.removesuffix("  # share") for line in lines]
 
     # -- the whole file ----------------------------------------------------------------------
 
@@ -750,19 +742,8 @@ class _Writer:
             if ms:
                 sections.append(getattr(self, f"train_{family}")(ms))
         sections += [self.train_one(), self.train_both()]
-        main = ["def main():",
-                '    parser = argparse.ArgumentParser(description="Train models A and B of a Divergence Lab pair and '
-                'compare them.")',
-                '    parser.add_argument("--model", choices=sorted(RUNS), help="train this model only, in this process")',
-                '    parser.add_argument("--out", default=".", help="where a.npz and b.npz go (default: the current '
-                'directory)")',
-                "    args = parser.parse_args()",
-                "    if args.model:",
-                "        train_one(args.model, args.out)",
-                "        return 0",
-                "    return train_both_and_compare(args.out)"]
         helpers = [line for fn in self.helpers for line in _source(fn) + ["", ""]]
-        body = [line for section in sections + [main] for line in section + ["", ""]]
+        body = [line for section in sections + [_template(MAIN)] for line in section + ["", ""]]
         config = ["# The pair as Divergence Lab validated it (for reference; the code above is written out from it):"]
         config += [f"# {line}" for line in self.pair.to_json().splitlines()]
         parts = [self.docstring(), "", self.import_lines(), "", *self.runs_lines(), "", "",
@@ -776,7 +757,7 @@ class _Writer:
         return "\n".join([f"import {name}" for name in std] + ["", "import numpy as np"])
 
     def runs_lines(self) -> Lines:
-        lines = ["# Where A and B differ, the code reads run[...] from here; everything they share is written in place.",
+        lines = ["# Where A and B differ, the code reads run[...] from here; what they share is written in place.",
                  "RUNS = {"]
         for m in MODELS:
             entries = ", ".join(f'"{key}": {_lit(values[m])}' for key, values in sorted(self.reads.items()))
@@ -835,6 +816,14 @@ def _update_form(run: RunConfig) -> tuple:
     return o.name, o.amsgrad, o.momentum > 0, o.nesterov
 
 
+def _numeric_csv_labels(path: str, target: str) -> bool:
+    """Whether core.data reads this CSV's classes as numbers (else as text)."""
+    import pandas as pd
+
+    labels = pd.read_csv(path)[target].dropna()
+    return pd.api.types.is_numeric_dtype(labels) and not pd.api.types.is_bool_dtype(labels)
+
+
 def _scaler_kind(run: RunConfig) -> str:
     scaler = run.preprocess.scaler
     return scaler if scaler in ("none",) else ("keras" if scaler == "keras_normalization" else "stats")
@@ -861,3 +850,72 @@ def _describe(run: RunConfig) -> str:
             f"lr {format_value('optimizer.learning_rate', run.optimizer.learning_rate)}; {t.epochs} epochs of batch "
             f"{t.batch_size}, {t.batch_order} order; seeding {run.seeding.policy} {run.seeding.seed}; "
             f"{run.numerics.dtype}, XLA {run.numerics.xla}")
+
+
+def _template(text: str) -> Lines:
+    return text.replace("@INIT_FILE@", INIT_FILE).strip("\n").split("\n")
+
+
+START_B_FROM_A = """
+def start_b_from_a(model_name, out_dir, names, variables):
+    \"\"\"B starts from A's initial weights. A saves them as soon as its model is built. B has built its own
+    the same way first, as the app does, so that later random draws (dropout, shuffles) match; then it
+    waits for A's and assigns them.\"\"\"
+    path = os.path.join(out_dir, "@INIT_FILE@")
+    if model_name == "a":
+        with open(path + ".tmp", "wb") as f:
+            np.savez(f, **{name: v.numpy() for name, v in zip(names, variables)})
+        os.replace(path + ".tmp", path)  # B never reads a half-written file
+        return
+    deadline = time.monotonic() + 600
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            raise SystemExit("A's initial weights never arrived")
+        time.sleep(0.05)
+    with np.load(path) as initial:
+        for name, v in zip(names, variables):
+            v.assign(initial[name].astype(v.numpy().dtype))
+"""
+
+TRAIN_BOTH = """
+def train_both_and_compare(out_dir):
+    \"\"\"Train A and B, each in a fresh Python process (TensorFlow reads its settings at import and keeps
+    its random state and numerics settings process-wide), then compare their final weights.\"\"\"
+    os.makedirs(out_dir, exist_ok=True)
+    stale = os.path.join(out_dir, "@INIT_FILE@")  # share
+    if os.path.exists(stale):  # share
+        os.remove(stale)  # B must wait for this run's A  # share
+    script = os.path.abspath(__file__)
+    children = {m: subprocess.Popen([sys.executable, script, "--model", m, "--out", out_dir])
+                for m in RUNS}
+    if children["a"].wait() != 0:  # share
+        children["b"].kill()  # it would wait for A's initial weights  # share
+    if any([child.wait() != 0 for child in children.values()]):
+        print("a training process failed", file=sys.stderr)
+        return 1
+    same = True
+    with np.load(os.path.join(out_dir, "a.npz")) as a, np.load(os.path.join(out_dir, "b.npz")) as b:
+        for name in a.files:
+            if name not in b.files or a[name].shape != b[name].shape:
+                print(f"{name:32} A and B differ in shape")
+                same = False
+                continue
+            bitwise = a[name].dtype == b[name].dtype and a[name].tobytes() == b[name].tobytes()
+            gap = np.max(np.abs(a[name].astype(np.float64) - b[name].astype(np.float64)), initial=0.0)
+            same = same and bitwise
+            print(f"{name:32} max |A-B| {gap:.3g}{'  (bitwise equal)' if bitwise else ''}")
+    print("A and B are bitwise equal" if same else "A and B differ")
+    return 0
+"""
+
+MAIN = """
+def main():
+    parser = argparse.ArgumentParser(description="Train models A and B of a Divergence Lab pair, compare them.")
+    parser.add_argument("--model", choices=sorted(RUNS), help="train this model only, in this process")
+    parser.add_argument("--out", default=".", help="where a.npz and b.npz go (default: the current directory)")
+    args = parser.parse_args()
+    if args.model:
+        train_one(args.model, args.out)
+        return 0
+    return train_both_and_compare(args.out)
+"""

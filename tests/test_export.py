@@ -138,6 +138,9 @@ def test_what_the_app_refuses_is_not_exported():
     cnn_raw = RunConfig().with_value("model.kind", "cnn").with_value("engine.name", "tensorflow")
     with pytest.raises(ConfigError, match="tensorflow engine implements dense networks"):
         standalone_script(PairConfig(a=cnn_raw))
+    shapes = PairConfig(b_differs=(("model.hidden", (8,)),), b_starts_from_a_init=True)
+    with pytest.raises(ConfigError, match="same weight shapes"):
+        standalone_script(shapes)
     with pytest.raises(ConfigError, match="no file at"):
         standalone_script(make_pair(DataConfig(dataset="csv", csv_path="/nonexistent.csv", csv_target="y"),
                                     RunConfig(), {}))
