@@ -62,7 +62,7 @@ def _read(cfg: DataConfig) -> Dataset:
     if cfg.dataset == "series":
         return _series(cfg)
     x, y, names, task, extra = _features(cfg)
-    x = _inject_missing(x, cfg.missing_rate, cfg.missing_seed)
+    x = inject_missing(x, cfg.missing_rate, cfg.missing_seed)
     from sklearn.model_selection import train_test_split
 
     stratify = y if task == "classification" and np.bincount(y).min() >= 2 else None
@@ -110,14 +110,15 @@ def _features(cfg: DataConfig):
         x, y = datasets.make_moons(n_samples=cfg.n_samples, noise=cfg.noise, random_state=cfg.data_seed)
         return x, y.astype(np.int64), ["x1", "x2"], "classification", {}
     if cfg.dataset == "spirals":
-        x, y = _spirals(cfg.n_samples, cfg.noise, cfg.data_seed)
+        x, y = spirals(cfg.n_samples, cfg.noise, cfg.data_seed)
         return x, y, ["x1", "x2"], "classification", {}
     if cfg.dataset == "csv":
         return _csv(cfg.csv_path, cfg.csv_target)
     raise ConfigError(f"data.dataset: unknown dataset {cfg.dataset!r}")
 
 
-def _spirals(n: int, noise: float, seed: int):
+def spirals(n: int, noise: float, seed: int):
+    """Two interleaved spiral arms, one per class."""
     rng = np.random.default_rng(seed)
     per_arm = n // 2
     t = np.sqrt(rng.random(per_arm)) * 3 * np.pi  # denser near the centre, as in the usual construction
@@ -127,21 +128,28 @@ def _spirals(n: int, noise: float, seed: int):
     return x, y
 
 
-def _series(cfg: DataConfig) -> Dataset:
-    rng = np.random.default_rng(cfg.data_seed)
-    t = np.arange(cfg.n_samples + cfg.window, dtype=np.float64)
+def series_windows(n: int, window: int, noise: float, seed: int):
+    """n windows of `window` past values of a seasonal series (daily and weekly cycles, trend, noise), and the
+    value that follows each window."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(n + window, dtype=np.float64)
     values = (np.sin(2 * np.pi * t / 24) + 0.5 * np.sin(2 * np.pi * t / (24 * 7)) + t / len(t)
-              + cfg.noise * rng.normal(size=len(t)))
-    x = np.lib.stride_tricks.sliding_window_view(values[:-1], cfg.window).copy()
-    y = values[cfg.window:].copy()
-    x = _inject_missing(x, cfg.missing_rate, cfg.missing_seed)
+              + noise * rng.normal(size=len(t)))
+    x = np.lib.stride_tricks.sliding_window_view(values[:-1], window).copy()
+    return x, values[window:].copy()
+
+
+def _series(cfg: DataConfig) -> Dataset:
+    x, y = series_windows(cfg.n_samples, cfg.window, cfg.noise, cfg.data_seed)
+    x = inject_missing(x, cfg.missing_rate, cfg.missing_seed)
     n_test = max(1, int(round(len(x) * cfg.test_fraction)))  # chronological: forecast the last part
     names = [f"t-{cfg.window - i}" for i in range(cfg.window)]
     return Dataset("regression", 0, x[:-n_test], y[:-n_test], x[-n_test:], y[-n_test:], names,
                    DESCRIPTIONS["series"])
 
 
-def _inject_missing(x: np.ndarray, rate: float, seed: int) -> np.ndarray:
+def inject_missing(x: np.ndarray, rate: float, seed: int) -> np.ndarray:
+    """A copy of x with each cell blanked to NaN with probability `rate` (seeded)."""
     if rate <= 0:
         return x
     x = x.astype(np.float64, copy=True)

@@ -1,0 +1,155 @@
+"""The exported standalone script: plain Keras/TensorFlow code, no Divergence Lab imports,
+and bitwise the same final weights and test predictions as the app's own runs."""
+
+import ast
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from core.config import ConfigError, DataConfig, PairConfig, RunConfig
+from core.export import SCRIPT_NAME, standalone_script
+from core.factors import make_pair, parse_run
+from core.pair import run_pair
+from core.presets import PRESETS, preset
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ALLOWED_IMPORTS = {"argparse", "os", "random", "subprocess", "sys", "time", "warnings",
+                   "numpy", "sklearn", "pandas", "tensorflow", "keras", "tf_keras"}
+
+CASES = {
+    # model.fit against the raw GradientTape loop with TF's Adam kernel, B from A's initial weights
+    "fit-vs-raw-loop": lambda: preset("fit-vs-raw-loop").pair(epochs=2),
+    # two moons with missing values, the framework's shuffle. A: the raw loop with the textbook Adam, dropout
+    # and batch norm, rows with a NaN dropped, min-max fitted on all rows. B: tf_keras from A's initial weights,
+    # median-filled, Keras Normalization (dropout and batch norm of both engines and the Keras layer checked too)
+    "moons-missing-raw-loop-vs-tf-keras": lambda: make_pair(
+        DataConfig(dataset="moons", n_samples=200, missing_rate=0.05),
+        parse_run({"training": {"epochs": 2, "batch_order": "framework"},
+                   "engine": {"name": "tensorflow", "raw_optimizer": "textbook"},
+                   "model": {"dropout": 0.2, "batch_norm": True},
+                   "preprocess": {"impute": "drop", "fit_on": "all", "scaler": "minmax"}}),
+        {"engine.name": "tf_keras", "preprocess.impute": "median", "preprocess.scaler": "keras_normalization"}, True),
+}
+# A case costs about 30 s on two cores (four TensorFlow processes, and the pool's replacements), so the
+# two above cover the three engines; these pass too, and run when DIVERGENCE_LAB_EXPORT_ALL=1 is set.
+MORE_CASES = {
+    # Keras 3 against tf_keras (Keras 2), each with fit's own shuffle
+    "keras3-vs-tf-keras": lambda: preset("keras3-vs-tf-keras").pair(epochs=2),
+    "adam-epsilon": lambda: preset("adam-epsilon").pair(epochs=2),
+    # a synthetic series, a GRU, regression; drop vs median, min-max vs Keras Normalization; Keras 3 vs tf_keras
+    "series-missing-gru": lambda: make_pair(
+        DataConfig(dataset="series", n_samples=150, missing_rate=0.1),
+        parse_run({"training": {"epochs": 2}, "model": {"kind": "gru", "hidden": [8]},
+                   "preprocess": {"impute": "drop", "fit_on": "all", "scaler": "minmax"}}),
+        {"preprocess.impute": "median", "preprocess.scaler": "keras_normalization", "engine.name": "tf_keras"}),
+    # explicit seeds, the custom layer, SGD with Nesterov momentum and clipnorm: TF kernels vs the textbook form
+    "moons-explicit-seeds-sgd-kernels-vs-textbook": lambda: make_pair(
+        DataConfig(dataset="moons", n_samples=200),
+        parse_run({"training": {"epochs": 2}, "engine": {"name": "tensorflow"}, "seeding": {"policy": "explicit"},
+                   "model": {"dropout": 0.2, "scale_layer": True, "initializer": "he_normal"},
+                   "optimizer": {"name": "sgd", "momentum": 0.9, "nesterov": True, "clipnorm": 1.0}}),
+        {"engine.raw_optimizer": "textbook", "seeding.seed": 4}),
+    # a CNN in mixed precision, Adagrad with clipvalue on one side; Keras 3 vs tf_keras
+    "digits-cnn-mixed-float16": lambda: make_pair(
+        DataConfig(dataset="digits"),
+        parse_run({"training": {"epochs": 1}, "model": {"kind": "cnn", "hidden": [16], "dropout": 0.1},
+                   "optimizer": {"name": "adagrad"}, "numerics": {"dtype": "mixed_float16"}}),
+        {"engine.name": "tf_keras", "optimizer.clipvalue": 0.5}),
+}
+
+
+def _clean_env():
+    """The user's environment, without anything that points at this project or sets TF up for it."""
+    drop = {"PYTHONPATH", "TF_USE_LEGACY_KERAS", "TF_ENABLE_ONEDNN_OPTS", "KERAS_BACKEND"}
+    return {k: v for k, v in os.environ.items() if k not in drop}
+
+
+@pytest.mark.parametrize("case", list(CASES) + list(MORE_CASES))
+def test_the_exported_script_reproduces_the_app_bitwise(pool, tmp_path, case):
+    if case in MORE_CASES and not os.environ.get("DIVERGENCE_LAB_EXPORT_ALL"):
+        pytest.skip("set DIVERGENCE_LAB_EXPORT_ALL=1 to run the longer list")
+    pair = {**CASES, **MORE_CASES}[case]()
+    script = tmp_path / SCRIPT_NAME
+    script.write_text(standalone_script(pair))
+    out = tmp_path / "out"
+    # the script's two processes import TensorFlow while the app's (warm) workers train
+    proc = subprocess.Popen([sys.executable, str(script), "--out", str(out)], cwd=tmp_path, env=_clean_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        result = run_pair(pair, pool, cache=False)
+    finally:
+        stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stderr[-3000:]
+    assert result.complete, (result.summary["a"]["message"], result.summary["b"]["message"])
+    for m in ("a", "b"):
+        app = result.weights(m)
+        with np.load(out / f"{m}.npz") as got:
+            assert sorted(got.files) == sorted([*app, "test_predictions"])
+            for name, history in app.items():
+                assert got[name].dtype == history[-1].dtype and np.array_equal(got[name], history[-1]), (m, name)
+            assert np.array_equal(got["test_predictions"], result.predictions(m)), m
+    bitwise = result.summary["compare"]["weights_bitwise_equal"]
+    assert ("A and B are bitwise equal" if bitwise else "A and B differ") in stdout
+    assert "dense_0/kernel" in stdout and "max |A-B|" in stdout
+
+
+def _imported_roots(text: str) -> set[str]:
+    roots = set()
+    for node in ast.walk(ast.parse(text)):
+        if isinstance(node, ast.Import):
+            roots |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            assert node.level == 0, "relative import"
+            roots.add(node.module.split(".")[0])
+    return roots
+
+
+def test_every_preset_exports_a_script_that_imports_only_public_packages():
+    for name, p in PRESETS.items():
+        text = standalone_script(p.pair())
+        roots = _imported_roots(text)
+        assert roots <= ALLOWED_IMPORTS, (name, roots - ALLOWED_IMPORTS)
+        assert "core" not in roots and "ui" not in roots
+        assert '"b_differs": {' in text  # the pair's config rides along as a comment
+        compile(text, SCRIPT_NAME, "exec")
+
+
+def test_the_script_is_written_for_the_pair():
+    epsilon = standalone_script(preset("adam-epsilon").pair())
+    assert '"a": {"optimizer.epsilon": 1e-07}' in epsilon and '"b": {"optimizer.epsilon": 1e-08}' in epsilon
+    assert "load_digits" in epsilon and "keras.optimizers.Adam(" in epsilon
+    assert "start_b_from_a(" in epsilon and "import tf_keras" not in epsilon
+    assert "train_tensorflow" not in epsilon and "ResourceApplyAdam" not in epsilon
+    legacy = standalone_script(preset("keras3-vs-tf-keras").pair())
+    assert "import tf_keras as keras" in legacy and '"TF_USE_LEGACY_KERAS": "1"' in legacy
+    assert "shuffle=True" in legacy and "start_b_from_a" not in legacy
+    raw = standalone_script(preset("fit-vs-raw-loop").pair())
+    assert "tf.raw_ops.ResourceApplyAdam(" in raw and "tf.GradientTape()" in raw and "def train_keras" in raw
+    onednn = standalone_script(preset("onednn-on-off").pair())
+    assert '"a": {"TF_ENABLE_ONEDNN_OPTS": "1"' in onednn and '"b": {"TF_ENABLE_ONEDNN_OPTS": "0"' in onednn
+    unseeded = standalone_script(preset("tf-seed-not-enough").pair())
+    assert "Not repeatable: A's numbers change from run to run" in unseeded
+
+
+def test_what_the_app_refuses_is_not_exported():
+    cnn_raw = RunConfig().with_value("model.kind", "cnn").with_value("engine.name", "tensorflow")
+    with pytest.raises(ConfigError, match="tensorflow engine implements dense networks"):
+        standalone_script(PairConfig(a=cnn_raw))
+    shapes = PairConfig(b_differs=(("model.hidden", (8,)),), b_starts_from_a_init=True)
+    with pytest.raises(ConfigError, match="same weight shapes"):
+        standalone_script(shapes)
+    with pytest.raises(ConfigError, match="no file at"):
+        standalone_script(make_pair(DataConfig(dataset="csv", csv_path="/nonexistent.csv", csv_target="y"),
+                                    RunConfig(), {}))
+
+
+def test_exporting_imports_no_tensorflow():
+    code = ("import sys\nfrom core.export import standalone_script\nfrom core.presets import PRESETS\n"
+            "for p in PRESETS.values(): standalone_script(p.pair())\n"
+            "print(','.join(m for m in ('tensorflow', 'keras', 'tf_keras', 'streamlit') if m in sys.modules) or 'none')")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "none"
