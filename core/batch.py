@@ -34,6 +34,7 @@ from core.pool import DEFAULT_TIMEOUT_S, Job, Progress, WorkerPool, default_pool
 
 PACKAGES = ("tensorflow", "keras", "tf-keras", "numpy", "scikit-learn", "pandas")
 ARRAYS = ("predictions", "grid_predictions")  # outcome fields kept as arrays, besides the weights
+RECORD_VERSION = 2  # part of every key: raise it when what a worker records changes, so old entries are not served
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,7 @@ def run_keys(plan: dict[str, Planned], data_fingerprint: str) -> dict[str, str]:
         if p.init_from is not None and p.init_from not in keys:
             raise ValueError(f"{name!r} copies the initial weights of {p.init_from!r}, which is not planned before it")
         blob = json.dumps({"run": run_to_dict(p.run), "init_from": keys.get(p.init_from), "repeat": p.repeat,
-                           "data": data_fingerprint, "versions": versions}, sort_keys=True)
+                           "data": data_fingerprint, "versions": versions, "record": RECORD_VERSION}, sort_keys=True)
         keys[name] = hashlib.sha256(blob.encode()).hexdigest()[:20]
     return keys
 

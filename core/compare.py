@@ -6,6 +6,8 @@ with index 0 the initialisation.
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 
 
@@ -16,6 +18,16 @@ def _bitwise_equal(a: np.ndarray, b: np.ndarray) -> bool:
     if a.dtype == b.dtype:
         return a.tobytes() == b.tobytes()
     return bool(np.array_equal(a.astype(np.float64), b.astype(np.float64)))
+
+
+def weights_digest(weights: dict[str, np.ndarray]) -> str:
+    """Short SHA-256 of named arrays (names, dtypes, shapes, bytes): equal digests, bitwise-equal weights."""
+    digest = hashlib.sha256()
+    for name in sorted(weights):
+        w = np.ascontiguousarray(weights[name])
+        digest.update(f"{name}|{w.dtype.str}|{w.shape}|".encode())
+        digest.update(w.tobytes())
+    return digest.hexdigest()[:16]
 
 
 def weight_distance(a: np.ndarray, b: np.ndarray) -> dict:

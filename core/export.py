@@ -37,9 +37,10 @@ import numpy as np
 
 from core import data as data_module
 from core import engine_keras, engine_tf, preprocess, recording
+from core.batch import library_versions
+from core.compare import weights_digest
 from core.config import PairConfig, RunConfig
 from core.factors import factor, format_value, parse_pair
-from core.pair import library_versions
 from core.pool import worker_env
 
 SCRIPT_NAME = "divergence_pair.py"
@@ -129,7 +130,7 @@ class _Writer:
         self.runs = {"a": pair.a, "b": pair.b}
         self.reads: dict[str, dict[str, Any]] = {}  # RUNS entries: key -> model -> value
         self.helpers: list[Callable] = []  # core functions whose source the script carries
-        self.imports = {"argparse", "os", "subprocess", "sys"}
+        self.imports = {"argparse", "hashlib", "os", "subprocess", "sys"}
         self.classify = ds.task == "classification"
         self.n_features = ds.x_train.shape[1]
         self.n_out = ds.n_classes if self.classify else 1
@@ -721,7 +722,9 @@ class _Writer:
         else:
             lines += ['    error = np.mean(np.abs(predictions[:, 0] - y_test))',
                       '    print(f"{model_name}: test mean abs error {error:.4g}")']
-        return lines + ['    np.savez(os.path.join(out_dir, f"{model_name}.npz"), **dict(zip(names, weights)), '
+        digest = self.helper(weights_digest)
+        return lines + [f'    print(f"{{model_name}}: final weights digest {{{digest}(dict(zip(names, weights)))}}")',
+                        '    np.savez(os.path.join(out_dir, f"{model_name}.npz"), **dict(zip(names, weights)), '
                         "test_predictions=predictions)"]
 
     def train_both(self) -> Lines:

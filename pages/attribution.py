@@ -9,9 +9,13 @@ from core.factors import factor, parse_pair
 from ui import charts
 from ui.page import result_or_stop
 
+RUNNING = "analysis.running"
+
 result = result_or_stop()
 pair = parse_pair(result.summary["config"])
 st.header("Attribution")
+if stopped := st.session_state.pop(RUNNING, None):
+    st.info(f"{stopped} stopped. The runs that had finished are kept and will not be trained again.")
 seeds = st.number_input("Other seeds for the noise floor", min_value=1, max_value=10, value=3,
                         help="A is trained again with this many other seeds.")
 plan = {**analysis.attribution_plan(pair), **analysis.noise_plan(pair, seeds), **analysis.run_twice_plan(pair)}
@@ -39,7 +43,9 @@ def execute(plan: dict, label: str) -> dict:
             done["epochs"] += 1
             bar.progress(min(done["epochs"] / max(total, 1), 1.0), text=f"{label}: {name}, epoch {event['epoch']}")
 
+    st.session_state[RUNNING] = label  # still set on the next script run if Stop ended this one
     outcomes = analysis.execute(pair, plan, on_event=on_event)
+    del st.session_state[RUNNING]
     bar.empty()
     return outcomes
 

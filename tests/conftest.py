@@ -17,9 +17,17 @@ def pool():
     p.shutdown()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def session_cache(tmp_path_factory):
+    """Fixtures wider than one test (set up before `private_cache`) keep off the user's cache too."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DIVERGENCE_LAB_CACHE", str(tmp_path_factory.mktemp("session-cache")))
+        yield
+
+
 @pytest.fixture(autouse=True)
 def private_cache(tmp_path, monkeypatch):
-    """No test reads or writes the user's result cache."""
+    """No test reads or writes the user's result cache, nor another test's."""
     monkeypatch.setenv("DIVERGENCE_LAB_CACHE", str(tmp_path / "cache"))
     import core.batch
 

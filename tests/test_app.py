@@ -9,7 +9,7 @@ from core.presets import PRESETS
 from ui import sidebar, state
 
 PAGES = ["pages/overview.py", "pages/loss_curves.py", "pages/weights.py", "pages/predictions.py",
-         "pages/attribution.py"]
+         "pages/attribution.py", "pages/reproduce.py"]
 
 
 def _app(query: dict | None = None) -> AppTest:
@@ -231,3 +231,30 @@ def test_attribution_page_runs_the_batch_and_shows_the_shares(app_test_pages, di
     steps = _chart_data(at, 2)
     assert steps["aligned"].tolist() == ["nothing yet", "optimizer.epsilon"] and steps["prediction"].iloc[-1] == 0.0
     assert any("lands where running A twice lands" in m.value for m in at.markdown)
+
+
+def test_reproduce_page_shows_the_script_the_digests_the_environment_and_the_link(app_test_pages, digits_app):
+    from urllib.parse import parse_qsl, urlsplit
+
+    from core.compare import weights_digest
+    from core.export import standalone_script
+    from core.factors import parse_pair
+
+    at = digits_app
+    at.switch_page("pages/reproduce.py").run()
+    assert not at.exception and not at.error
+    result = at.session_state["result"]
+    pair = parse_pair(result.summary["config"])
+    script, config, link = (c.value for c in at.code)
+    assert script == standalone_script(pair).rstrip("\n")  # st.code drops the last newline
+    assert json.loads(config) == result.summary["config"]
+    assert dict(parse_qsl(urlsplit(link).query)) == state.to_params(pair)
+    digests = at.main.dataframe[0].value
+    assert digests["digest"].tolist() == [weights_digest({k: v[-1] for k, v in result.weights(m).items()})
+                                         for m in ("a", "b")]
+    gaps = at.main.dataframe[2].value
+    last = result.summary["compare"]["per_epoch"][-1]["layers"]
+    assert dict(zip(gaps["variable"], gaps["max |A-B|"])) == {k: d["max_abs"] for k, d in last.items()}
+    environment = json.loads(at.json[0].value)
+    assert environment["A"]["machine"]["simd"] == result.summary["a"]["effective"]["machine"]["simd"]
+    assert environment["libraries"]["tensorflow"] == result.summary["versions"]["tensorflow"]

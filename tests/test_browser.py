@@ -1,7 +1,8 @@
 """One real-browser test: the real server, Debian's Chromium driven by Playwright.
 
-Opens the app, runs the default scenario, visits every page, finds no exception, and
-saves a screenshot of each page under test-artifacts/ (or $TEST_ARTIFACTS).
+Opens the app, runs the default scenario, visits every page (starting and stopping the
+analysis batch on the way), finds no exception, and saves a screenshot of each page under
+test-artifacts/ (or $TEST_ARTIFACTS).
 """
 
 import os
@@ -21,7 +22,7 @@ ARTIFACTS = Path(os.environ.get("TEST_ARTIFACTS", ROOT / "test-artifacts"))
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync"]
-PAGES = ["Overview", "Loss curves", "Weights", "Predictions", "Attribution"]
+PAGES = ["Overview", "Loss curves", "Weights", "Predictions", "Attribution", "Reproduce"]
 IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
 
 
@@ -77,8 +78,15 @@ def test_default_scenario_in_a_real_browser(server):
         for i, title in enumerate(PAGES):
             page.get_by_role("link", name=title).click()
             _settle(page)
-            if title == "Attribution":  # its charts wait for the user to start the batch
-                page.get_by_role("button", name="Run the analysis").wait_for(timeout=60_000)
+            if title == "Attribution":  # its charts wait for the user to start the batch; Stop ends it
+                page.get_by_role("button", name="Run the analysis").click()
+                page.get_by_text(re.compile(r"Analysis: .+, epoch \d+")).wait_for(timeout=120_000)
+                page.get_by_test_id("stSidebar").get_by_role("button", name="Stop", exact=True).click()
+                page.get_by_text("Analysis stopped.").wait_for(timeout=60_000)
+                _settle(page)
+                assert page.get_by_text("Which factor caused how much").count() == 0
+            elif title == "Reproduce":
+                page.get_by_role("button", name="Download divergence_pair.py").wait_for(timeout=60_000)
             else:
                 page.locator(".vega-embed").first.wait_for(timeout=60_000)
             assert page.locator('[data-testid="stException"]').count() == 0, title
@@ -94,5 +102,5 @@ def test_default_scenario_in_a_real_browser(server):
         page.get_by_text("Training stopped.").wait_for(timeout=60_000)
         _settle(page)
         assert page.locator('[data-testid="stException"]').count() == 0
-        page.screenshot(path=str(ARTIFACTS / "6-stopped.png"), full_page=True)
+        page.screenshot(path=str(ARTIFACTS / "7-stopped.png"), full_page=True)
         browser.close()

@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 
+from core.compare import weights_digest
 from core.config import ConfigError, DataConfig, PairConfig, RunConfig
 from core.export import SCRIPT_NAME, standalone_script
 from core.factors import make_pair, parse_run
@@ -16,7 +17,7 @@ from core.pair import run_pair
 from core.presets import PRESETS, preset
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ALLOWED_IMPORTS = {"argparse", "os", "random", "subprocess", "sys", "time", "warnings",
+ALLOWED_IMPORTS = {"argparse", "hashlib", "os", "random", "subprocess", "sys", "time", "warnings",
                    "numpy", "sklearn", "pandas", "tensorflow", "keras", "tf_keras"}
 
 CASES = {
@@ -91,6 +92,8 @@ def test_the_exported_script_reproduces_the_app_bitwise(pool, tmp_path, case):
             for name, history in app.items():
                 assert got[name].dtype == history[-1].dtype and np.array_equal(got[name], history[-1]), (m, name)
             assert np.array_equal(got["test_predictions"], result.predictions(m)), m
+        # the digest the Reproduce page shows beside the script is the one the script prints
+        assert f"{m}: final weights digest {weights_digest({k: v[-1] for k, v in app.items()})}" in stdout
     bitwise = result.summary["compare"]["weights_bitwise_equal"]
     assert ("A and B are bitwise equal" if bitwise else "A and B differ") in stdout
     assert "dense_0/kernel" in stdout and "max |A-B|" in stdout

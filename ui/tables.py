@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from core.compare import per_sample_delta
+from core.compare import per_sample_delta, weights_digest
 from core.factors import factor, format_value, parse_pair
 from core.pair import PairResult
 
@@ -121,6 +121,17 @@ def environment(result: PairResult) -> pd.DataFrame:
         rows.append({"setting": f"{key} version", **{label: str(result.summary[m].get("versions", {}).get(key, "—"))
                                                      for m, label in MODELS.items()}})
     return pd.DataFrame(rows)
+
+
+def final_gaps(result: PairResult) -> pd.DataFrame:
+    """Per variable: the final max |A - B|, as the exported script prints it."""
+    last = result.summary["compare"]["per_epoch"][-1]["layers"]
+    return pd.DataFrame([{"variable": name, "max |A-B|": d["max_abs"]} for name, d in last.items()])
+
+
+def final_digests(result: PairResult) -> dict[str, str]:
+    """Model label -> digest of its final weights (the exported script prints the same digest)."""
+    return {label: weights_digest({k: v[-1] for k, v in result.weights(m).items()}) for m, label in MODELS.items()}
 
 
 FINGERPRINT_SETTINGS = ("device", "gpus_visible", "machine", "cpu_count", "intra_op_threads", "inter_op_threads",
