@@ -43,16 +43,40 @@ def worker_env(run: RunConfig) -> tuple[tuple[str, str | None], ...]:
     )
 
 
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+def _cgroup_limit_files(proc_cgroup: str) -> list[Path]:
+    """Limit files of this process's memory cgroup and of every cgroup above it (v2 and v1)."""
+    files = []
+    for line in proc_cgroup.splitlines():
+        hierarchy, controllers, path = (line.split(":", 2) + ["", ""])[:3]
+        if hierarchy == "0" and controllers == "":
+            base, name = CGROUP_ROOT, "memory.max"
+        elif "memory" in controllers.split(","):
+            base, name = CGROUP_ROOT / "memory", "memory.limit_in_bytes"
+        else:
+            continue
+        parts = [p for p in path.split("/") if p]
+        files += [base.joinpath(*parts[:i], name) for i in range(len(parts), -1, -1)]
+    return files
+
+
 def memory_limit_mb() -> float:
-    """The cgroup (container) memory limit if there is one, else physical memory."""
-    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+    """The tightest memory limit of this process's cgroups (a container's), else physical memory."""
+    try:
+        files = _cgroup_limit_files(Path("/proc/self/cgroup").read_text())
+    except OSError:
+        files = []
+    limits = [os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")]
+    for path in files:
         try:
-            text = Path(path).read_text().strip()
+            text = path.read_text().strip()
         except OSError:
             continue
         if text.isdigit() and int(text) < 1 << 60:
-            return int(text) / 2**20
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**20
+            limits.append(int(text))
+    return min(limits) / 2**20
 
 
 def default_max_workers() -> int:

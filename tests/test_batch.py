@@ -1,6 +1,9 @@
 """The run cache: batches reuse runs trained before, and reuse never changes a number."""
 
+import os
 import threading
+
+import pytest
 
 from core import analysis
 from core.batch import RunCache, to_train
@@ -75,4 +78,27 @@ def test_a_stopped_batch_keeps_the_runs_that_finished(pool, tmp_path):
 
     stopped = run_pair(pair, pool, on_event=on_event, cancel=cancel, cache=cache)
     assert stopped.summary["a"]["status"] == "ok" and stopped.summary["b"]["status"] == "cancelled"
+    assert to_train(analysis.attribution_plan(pair), load(MOONS).fingerprint(), cache) == ["B"]
+
+
+def test_an_interrupted_batch_ends_its_workers_and_keeps_the_finished_runs(pool, tmp_path):
+    """Streamlit's Stop raises inside the progress callback: the batch must leave no worker training."""
+
+    class Interrupted(Exception):
+        pass
+
+    pair = make_pair(MOONS, A, {"training.epochs": 300})
+    cache = RunCache(tmp_path)
+    pids = {}
+
+    def on_event(name, event):
+        if event["type"] == "started":
+            pids[name] = event["pid"]
+        if name == "A" and event["type"] == "done":
+            raise Interrupted
+
+    with pytest.raises(Interrupted):
+        analysis.execute(pair, analysis.attribution_plan(pair), pool, on_event=on_event, cache=cache)
+    with pytest.raises(ProcessLookupError):
+        os.kill(pids["B"], 0)  # B's worker was ended (and reaped), not left training
     assert to_train(analysis.attribution_plan(pair), load(MOONS).fingerprint(), cache) == ["B"]

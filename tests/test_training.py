@@ -210,3 +210,14 @@ def test_worker_count_is_bounded_by_the_memory_limit(monkeypatch):
     assert core.pool.default_max_workers() == min(6, max(2, os.cpu_count()))
     monkeypatch.undo()
     assert 100 < core.pool.memory_limit_mb() < 1e8  # the real reading: cgroup limit or physical memory
+
+
+def test_the_memory_limit_is_read_from_this_process_s_own_cgroup_and_those_above_it():
+    from core.pool import CGROUP_ROOT, _cgroup_limit_files
+
+    v2 = _cgroup_limit_files("0::/user.slice/app.scope\n")
+    assert v2 == [CGROUP_ROOT / "user.slice/app.scope/memory.max", CGROUP_ROOT / "user.slice/memory.max",
+                  CGROUP_ROOT / "memory.max"]
+    v1 = _cgroup_limit_files("5:cpu,cpuacct:/x\n4:memory:/docker/abc\n")
+    assert v1 == [CGROUP_ROOT / "memory/docker/abc/memory.limit_in_bytes",
+                  CGROUP_ROOT / "memory/docker/memory.limit_in_bytes", CGROUP_ROOT / "memory/memory.limit_in_bytes"]
