@@ -98,6 +98,8 @@ def test_default_scenario_in_a_real_browser(server):
         _settle(page)
         page.get_by_role("button", name="Run", exact=True).click()
         page.get_by_text(re.compile(r"A: epoch \d+/500")).wait_for(timeout=120_000)
+        # a run that takes a while gets the live loss chart, growing inside the training status
+        page.get_by_test_id("stExpander").locator(".vega-embed").first.wait_for(timeout=60_000)
         page.get_by_test_id("stSidebar").get_by_role("button", name="Stop", exact=True).click()
         page.get_by_text("Training stopped.").wait_for(timeout=60_000)
         _settle(page)
