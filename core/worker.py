@@ -61,6 +61,8 @@ def _configure_runtime(tf, run) -> None:
 def _effective_runtime(tf, run) -> dict:
     from tensorflow.python.framework.config import is_op_determinism_enabled
 
+    from core.pool import worker_env  # the variables the parent set for this run (pool imports this module)
+
     gpus = tf.config.list_logical_devices("GPU")
     onednn_env = os.environ.get("TF_ENABLE_ONEDNN_OPTS")
     return {
@@ -72,7 +74,7 @@ def _effective_runtime(tf, run) -> dict:
         "onednn": {"1": "on", "0": "off", None: "TensorFlow default (on for x86 Linux builds)"}[onednn_env],
         "op_determinism": is_op_determinism_enabled(),
         "tf32": tf.config.experimental.tensor_float_32_execution_enabled(),
-        "env": {k: os.environ[k] for k in ENV_KEYS if k in os.environ},
+        "env": {k: os.environ[k] for k, _ in worker_env(run) if k in os.environ},
         "machine": {**cpu(), "platform": platform.platform(),
                     **{k: str(v) for k, v in tf.sysconfig.get_build_info().items()
                        if k in ("is_cuda_build", "cuda_version", "cudnn_version")}},
@@ -95,9 +97,6 @@ def cpu() -> dict:
     flags = set((fields.get("flags") or fields.get("Features") or "").split())
     return {"cpu": fields.get("model name", fields.get("CPU implementer", "unknown")),
             "simd": [f for f in SIMD_FLAGS if f in flags]}
-
-
-ENV_KEYS = ("TF_USE_LEGACY_KERAS", "TF_ENABLE_ONEDNN_OPTS", "CUDA_VISIBLE_DEVICES", "KERAS_BACKEND")
 
 
 def _import_keras(legacy: bool):
