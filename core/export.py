@@ -242,7 +242,7 @@ class _Writer:
             self.imports.add("pandas")
             imports.append("import pandas as pd")
             target = _lit(d.csv_target)
-            body += [f"frame = pd.read_csv({_lit(d.csv_path)}).dropna(subset=[{target}])  # rows need a target",
+            body += [f"frame = pd.read_csv(CSV_PATH).dropna(subset=[{target}])  # rows need a target",
                      f"x = frame.drop(columns=[{target}]).to_numpy(dtype=np.float64)"]
             if self.classify:
                 labels = f"frame[{target}]" if _numeric_csv_labels(d.csv_path, d.csv_target) \
@@ -765,7 +765,11 @@ class _Writer:
         for m in MODELS:
             entries = ", ".join(f'"{key}": {_lit(values[m])}' for key, values in sorted(self.reads.items()))
             lines.append(f'    "{m}": {{{entries}}},')
-        return lines + ["}"]
+        lines.append("}")
+        if self.pair.data.dataset == "csv":
+            lines += ["# The CSV the pair was trained on: point this at your copy of the file.",
+                      f"CSV_PATH = {_lit(self.pair.data.csv_path)}"]
+        return lines
 
     def docstring(self) -> str:
         d, a = self.pair.data, self.pair.a

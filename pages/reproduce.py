@@ -1,6 +1,7 @@
 """Reproduce: a standalone script for A and B, the config, the results to check against, the environment, the link."""
 
 import json
+from pathlib import Path
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import streamlit as st
@@ -31,6 +32,11 @@ if script is not None:
         for reason in not_reproducible(run):
             st.warning(f"{label} is not repeatable: {reason}")
     st.download_button(f"Download {SCRIPT_NAME}", script, SCRIPT_NAME, "text/x-python", type="primary")
+    if pair.data.dataset == "csv":
+        csv = Path(pair.data.csv_path)
+        st.info(f"The script reads the data from `{csv}` (`CSV_PATH` at its top): point that at your copy.")
+        if csv.exists():
+            st.download_button("Download the CSV", csv.read_bytes(), "data.csv", "text/csv")
     with st.expander("Show the script"):
         st.code(script, language="python", line_numbers=True)
 

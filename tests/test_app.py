@@ -258,3 +258,18 @@ def test_reproduce_page_shows_the_script_the_digests_the_environment_and_the_lin
     environment = json.loads(at.json[0].value)
     assert environment["A"]["machine"]["simd"] == result.summary["a"]["effective"]["machine"]["simd"]
     assert environment["libraries"]["tensorflow"] == result.summary["versions"]["tensorflow"]
+
+
+def test_reproduce_page_hands_over_the_csv_a_pair_was_trained_on(app_test_pages, pool, tmp_path):
+    table = tmp_path / "table.csv"
+    table.write_text("x1,x2,label\n" + "".join(f"{i},{(i * 7) % 5},{i % 2}\n" for i in range(60)))
+    at = _app()
+    at.run()
+    at.session_state[sidebar.STORE]["data.csv_path"] = str(table)  # where the uploader saves a file
+    _set(at, **{"data.dataset": "csv", "a.training.epochs": 1})
+    _click_run(at)
+    at.switch_page("pages/reproduce.py").run()
+    assert not at.exception
+    assert any(str(table) in i.value for i in at.info)
+    labels = [b.proto.label for b in at.get("download_button")]
+    assert "Download the CSV" in labels and "Download divergence_pair.py" in labels

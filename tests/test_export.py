@@ -120,7 +120,7 @@ def test_every_preset_exports_a_script_that_imports_only_public_packages():
         compile(text, SCRIPT_NAME, "exec")
 
 
-def test_the_script_is_written_for_the_pair():
+def test_the_script_is_written_for_the_pair(tmp_path):
     epsilon = standalone_script(preset("adam-epsilon").pair())
     assert '"a": {"optimizer.epsilon": 1e-07}' in epsilon and '"b": {"optimizer.epsilon": 1e-08}' in epsilon
     assert "load_digits" in epsilon and "keras.optimizers.Adam(" in epsilon
@@ -133,6 +133,11 @@ def test_the_script_is_written_for_the_pair():
     assert "tf.raw_ops.ResourceApplyAdam(" in raw and "tf.GradientTape()" in raw and "def train_keras" in raw
     onednn = standalone_script(preset("onednn-on-off").pair())
     assert '"a": {"TF_ENABLE_ONEDNN_OPTS": "1"' in onednn and '"b": {"TF_ENABLE_ONEDNN_OPTS": "0"' in onednn
+    table = tmp_path / "table.csv"
+    table.write_text("x1,x2,label\n" + "".join(f"{i},{i % 3},{i % 2}\n" for i in range(40)))
+    csv = standalone_script(make_pair(DataConfig(dataset="csv", csv_path=str(table), csv_target="label"),
+                                      RunConfig(), {}))
+    assert f'CSV_PATH = "{table}"' in csv and "pd.read_csv(CSV_PATH)" in csv
     unseeded = standalone_script(preset("tf-seed-not-enough").pair())
     assert "Not repeatable: A's numbers change from run to run" in unseeded
 
