@@ -23,8 +23,8 @@ INTERACTION_TOLERANCE = 0.1  # shares that miss 100% by more than this mean the 
 
 def attribution_plan(pair: PairConfig) -> dict[str, Planned]:
     """A, B, and per differing factor: A with only that factor at B's value, B with only it at A's."""
-    init = "A" if pair.b_starts_from_a_init else None
     plan = pair_plan(pair, "A", "B")
+    init = plan["B"].init_from
     for path, value in pair.b_differs:
         plan[f"A+{path}"] = Planned(pair.a.with_value(path, value), init)
         plan[f"B-{path}"] = Planned(pair.b.with_value(path, pair.a.get(path)), init)

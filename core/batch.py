@@ -15,6 +15,7 @@ weights per epoch, predictions); the cache keeps it as `run.json` + `arrays.npz`
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -44,8 +45,9 @@ class Planned:
     repeat: int = 0  # 0: the run of this config; n: its n-th independent training in another fresh worker
 
 
+@functools.cache
 def library_versions() -> dict[str, str]:
-    """Installed versions, read without importing TensorFlow."""
+    """Installed versions, read once per process without importing TensorFlow (every run key needs them)."""
     out = {"python": sys.version.split()[0]}
     for name in PACKAGES:
         try:

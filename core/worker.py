@@ -21,6 +21,7 @@ import struct
 import sys
 import time
 import traceback
+from pathlib import Path
 
 _HEADER = struct.Struct("<Q")
 
@@ -89,7 +90,7 @@ SIMD_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512_vnni", 
 def cpu() -> dict:
     """CPU model and SIMD flags from /proc/cpuinfo (Linux); empty elsewhere."""
     try:
-        text = open("/proc/cpuinfo").read()
+        text = Path("/proc/cpuinfo").read_text()
     except OSError:
         return {}
     fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)

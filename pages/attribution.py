@@ -24,20 +24,20 @@ seeds = st.number_input("Other seeds for the noise floor", min_value=1, max_valu
 plan = {**analysis.attribution_plan(pair), **analysis.noise_plan(pair, seeds), **analysis.run_twice_plan(pair)}
 
 
-def cost(plan: dict) -> str:
-    """What a batch will train, said before it starts; runs trained before come from the cache."""
+def cost(plan: dict) -> tuple[str, int]:
+    """What a batch will train, said before it starts (runs trained before come from the cache), and its epochs."""
     new = to_train(plan, result.summary["data"]["fingerprint"])
     epochs = sum(plan[name].run.training.epochs for name in new)
     reused = len(plan) - len(new)
     if not new:
-        return f"nothing to train, all {len(plan)} planned runs were trained before and come from the cache"
+        return f"nothing to train, all {len(plan)} planned runs were trained before and come from the cache", 0
     return f"**{len(new)} runs** to train ({epochs} epochs in all)" + (
-        f"; {reused} of the {len(plan)} planned runs were trained before and come from the cache" if reused else "")
+        f"; {reused} of the {len(plan)} planned runs were trained before and come from the cache"
+        if reused else ""), epochs
 
 
-def execute(plan: dict, label: str) -> dict:
-    """The batch with one progress bar; Stop (or any rerun) ends its workers."""
-    total = sum(plan[name].run.training.epochs for name in to_train(plan, result.summary["data"]["fingerprint"]))
+def execute(plan: dict, label: str, total: int) -> dict:
+    """The batch with one progress bar over its `total` epochs to train; Stop (or any rerun) ends its workers."""
     bar = st.progress(0.0, text=f"{label}: starting workers")
     done = {"epochs": 0, "drawn_at": 0.0}
 
@@ -56,12 +56,13 @@ def execute(plan: dict, label: str) -> dict:
     return outcomes
 
 
+says, epochs = cost(plan)
 st.write(f"The analysis plans A and B, A and B with one factor swapped for each of the {len(pair.b_differs)} "
-         f"differing factors, A with {seeds} other seeds, and A once more: {cost(plan)}, as many at once as "
+         f"differing factors, A with {seeds} other seeds, and A once more: {says}, as many at once as "
          "the workers allow.")
 key = f"analysis:{result.summary['key']}:{seeds}"
 if st.button("Run the analysis", type="primary"):
-    st.session_state[key] = execute(plan, "Analysis")
+    st.session_state[key] = execute(plan, "Analysis", epochs)
 
 outcomes = st.session_state.get(key)
 if outcomes is None:
@@ -116,10 +117,11 @@ if "error" in attribution or "error" in twice:
     st.stop()
 order = analysis.staircase_order(attribution)
 steps_plan = analysis.staircase_plan(pair, order)
-st.write(f"Starting from B, align one factor at a time to A, largest share first: {cost(steps_plan)}.")
+says, epochs = cost(steps_plan)
+st.write(f"Starting from B, align one factor at a time to A, largest share first: {says}.")
 stairs_key = f"{key}:staircase"
 if st.button("Run the staircase"):
-    st.session_state[stairs_key] = execute(steps_plan, "Staircase")
+    st.session_state[stairs_key] = execute(steps_plan, "Staircase", epochs)
 if stairs_key in st.session_state:
     stairs = analysis.staircase(order, st.session_state[stairs_key], twice)
     if "error" in stairs:
