@@ -46,7 +46,7 @@ try:
     page.run()
 finally:
     # Once the page is drawn (a page without a result ends in st.stop), get ready for the
-    # first Run: workers start importing TensorFlow and the default data loads, neither
-    # competing with the first page for the CPU.
+    # first Run: workers start importing TensorFlow, the default data and the chart modules
+    # load, none of them competing with the first page for the CPU.
     default_pool()
     run.prepare_in_background()

@@ -69,6 +69,23 @@ def open_first_page(page, url: str, started: float) -> float:
     return time.perf_counter() - started
 
 
+def wait_workers_warm(server_pid: int, timeout: float = 120.0) -> None:
+    """Until the server's worker processes exist and sit idle (TensorFlow imported, waiting for a job)."""
+    server = psutil.Process(server_pid)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        workers = server.children(recursive=True)
+        before = sum(sum(w.cpu_times()[:2]) for w in workers)
+        time.sleep(1.0)
+        try:
+            after = sum(sum(w.cpu_times()[:2]) for w in workers)
+        except psutil.NoSuchProcess:
+            continue
+        if workers and after - before < 0.05:
+            return
+    raise TimeoutError("the workers did not become idle")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat", type=int, default=3)
@@ -99,7 +116,7 @@ def main() -> None:
             for seed in range(1, args.repeat + 1):
                 page.goto(f"{url}/?b.optimizer.epsilon=1e-08&init=a&a.seeding.seed={seed}")
                 page.wait_for_selector(IDLE)
-                page.wait_for_timeout(8000)  # let the replacement workers finish importing TensorFlow
+                wait_workers_warm(server.pid)
                 clicked = time.perf_counter()
                 page.get_by_role("button", name="Run", exact=True).click()
                 page.get_by_text("Largest prediction gap").wait_for(timeout=300_000)

@@ -257,6 +257,7 @@ def run_jobs(pool: WorkerPool, jobs: list[Job], on_event: Progress | None = None
     active: dict[str, tuple[Worker, Job, float]] = {}
     results: dict[str, dict] = {}
     initial = dict(initial or {})
+    awaiting_init: list[str] = []  # running jobs that still wait for their source's initial weights
 
     def finish(key: str, outcome: dict, notify: bool = True) -> None:
         worker = active.pop(key)[0]
@@ -277,11 +278,12 @@ def run_jobs(pool: WorkerPool, jobs: list[Job], on_event: Progress | None = None
                     results[job.key] = {"type": "error", "message": "cancelled", "cancelled": True}
                 break
             for job in list(pending):
-                if job.init_from and job.init_from not in initial:
+                # A job that starts from another's initial weights starts once that one is
+                # running: it builds its own model meanwhile and waits for the weights.
+                if job.init_from and job.init_from not in initial and job.init_from not in active:
                     if job.init_from in results:  # the source ended without initial weights
                         pending.remove(job)
-                        results[job.key] = {"type": "error",
-                                            "message": f"not run: {job.init_from} failed before its initial weights"}
+                        results[job.key] = {"type": "error", "message": _NO_INIT.format(job.init_from)}
                     continue
                 worker = pool.try_acquire(worker_env(job.run))
                 if worker is None:
@@ -289,21 +291,35 @@ def run_jobs(pool: WorkerPool, jobs: list[Job], on_event: Progress | None = None
                 pending.remove(job)
                 submitted = time.perf_counter()
                 active[job.key] = (worker, job, submitted)
-                try:
-                    worker.send({"type": "job", "run": job.run, "data": job.data,
-                                 "init_from_peer": bool(job.init_from)})
-                    if job.init_from:
-                        worker.send({"type": "init_weights", "weights": initial[job.init_from]})
-                except OSError:  # it died before reading its job; _drain reports why
-                    pass
+                _send(worker, {"type": "job", "run": job.run, "data": job.data, "init_from_peer": bool(job.init_from)})
+                if job.init_from:
+                    awaiting_init.append(job.key)
                 on_event(job.key, {"type": "started", "pid": worker.proc.pid})
             for key, (worker, job, submitted) in list(active.items()):
                 _drain(key, worker, submitted, initial, on_event, finish, timeout_s)
+            for key in [k for k in awaiting_init if k in active]:
+                worker, job = active[key][:2]
+                if job.init_from in initial:
+                    _send(worker, {"type": "init_weights", "weights": initial[job.init_from]})
+                    awaiting_init.remove(key)
+                elif job.init_from in results:
+                    awaiting_init.remove(key)
+                    finish(key, {"type": "error", "message": _NO_INIT.format(job.init_from)})
             cancel.wait(0.01)
     finally:  # the caller was interrupted (e.g. Streamlit's Stop): end every worker, report nothing
         for key in list(active):
             finish(key, {"type": "error", "message": "interrupted"}, notify=False)
     return results
+
+
+_NO_INIT = "not run: {} failed before its initial weights"
+
+
+def _send(worker: Worker, message: dict) -> None:
+    try:
+        worker.send(message)
+    except OSError:  # it died before reading this; _drain reports why
+        pass
 
 
 def _drain(key, worker: Worker, submitted: float, initial: dict, on_event, finish, timeout_s: float) -> None:

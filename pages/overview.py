@@ -29,14 +29,15 @@ cols[2].metric("Weights first differ at epoch", "never" if first is None else st
 cols[3].metric("Final weight distance (L2)", f"{c['per_epoch'][-1]['l2']:.3g}")
 
 st.subheader("Final metrics")
-st.dataframe(tables.final_metrics(result), hide_index=True)
+# Static tables: the page every Run lands on draws without loading the interactive data grid.
+st.table(tables.final_metrics(result), hide_index=True)
 
 st.subheader("What differs")
 differs = tables.what_differs(s["config"])
 if differs.empty:
     st.write("Nothing in the config: A and B are the same setup, each trained in its own fresh process.")
 else:
-    st.dataframe(differs, hide_index=True)
+    st.table(differs, hide_index=True)
 
 st.subheader("Divergence at a glance")
 distances = tables.distances(result)
@@ -44,7 +45,7 @@ st.altair_chart(charts.weight_distance(distances[distances["layer"] == "all weig
 
 st.subheader("Environment")
 st.caption(s["data"]["description"] + (" · served from the cache" if result.cached else ""))
-st.dataframe(tables.environment(result), hide_index=True)
+st.table(tables.environment(result), hide_index=True)
 
 st.subheader("Downloads")
 history = tables.history(result)

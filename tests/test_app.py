@@ -66,7 +66,10 @@ def test_every_page_renders_the_measured_numbers(app_test_pages, digits_app):
     assert shown["Test predictions that change class"] == f"{c['disagreements']} of 360"
     assert shown["Weights first differ at epoch"] == str(c["first_divergent_epoch"])
     assert shown["Final weight distance (L2)"] == f"{c['per_epoch'][-1]['l2']:.3g}"
-    differs = at.dataframe[1].value
+    final = at.table[0].value
+    assert final["test loss"].tolist() == [result.summary[m]["history"][-1]["test_loss"] for m in "ab"]
+    assert final["test accuracy"].tolist() == [result.summary[m]["history"][-1]["test_metric"] for m in "ab"]
+    differs = at.table[1].value
     assert differs["factor"].tolist() == ["epsilon", "Initial weights"]
     assert differs["A"].tolist()[0] == "1e-07" and differs["B"].tolist()[0] == "1e-08"
     assert "x:epoch" in _encodings(_specs(at)[0]) and "y:l2" in _encodings(_specs(at)[0])

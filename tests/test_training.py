@@ -8,6 +8,7 @@ import textwrap
 import threading
 
 import numpy as np
+import psutil
 
 from core.config import DataConfig
 from core.factors import make_pair, parse_run
@@ -183,6 +184,37 @@ def test_a_one_worker_pool_runs_the_pair_one_after_the_other_with_the_same_resul
     assert small.capacity == 1 and alone.complete
     assert _same_arrays(alone, _run(pool, pair))
     assert alone.summary["compare"]["per_epoch"][0]["max_abs"] == 0.0  # B started from A's initial weights
+
+
+def test_b_starts_while_a_builds_and_ends_when_a_fails_before_its_initial_weights():
+    """B, starting from A's initial weights, gets its worker as soon as A runs (it builds its own
+    model meanwhile); when A dies before its weights exist, B gets an error naming A and its worker ends."""
+    from core.data import load
+    from core.pool import Job, run_jobs
+
+    pair = make_pair(MOONS, parse_run({"training": {"epochs": 1}}), {"optimizer.epsilon": 1e-8}, True)
+    fresh = WorkerPool(max_workers=2, warm=0)
+    pids = {}
+
+    def hold_a_until_b_starts(key, event):
+        if event["type"] == "started":
+            pids[key] = event["pid"]
+            os.kill(pids["a"], signal.SIGSTOP if key == "a" else signal.SIGCONT)
+
+    try:
+        jobs = [Job("a", pair.a, load(MOONS)), Job("b", pair.b, load(MOONS), init_from="a")]
+        done = run_jobs(fresh, jobs, hold_a_until_b_starts, timeout_s=120)
+        assert [done[k]["type"] for k in "ab"] == ["result", "result"]
+        a_init, b_init = ({name: w[0] for name, w in done[k]["weights"].items()} for k in "ab")
+        assert a_init.keys() == b_init.keys() and all(a_init[n].tobytes() == b_init[n].tobytes() for n in a_init)
+        pids.clear()
+        broken = run_jobs(fresh, [Job("a", pair.a, None), Job("b", pair.b, load(MOONS), init_from="a")],
+                          lambda key, event: event["type"] == "started" and pids.setdefault(key, event["pid"]))
+    finally:
+        fresh.shutdown()
+    assert broken["a"]["type"] == "error" and "AttributeError" in broken["a"]["message"]
+    assert broken["b"] == {"type": "error", "message": "not run: a failed before its initial weights"}
+    assert fresh.busy == set() and not psutil.pid_exists(pids["b"])
 
 
 def test_the_pool_warms_the_used_environments_only_after_the_last_run():

@@ -19,10 +19,16 @@ _prepared = threading.Event()
 
 
 def prepare_in_background() -> None:
-    """Once per server: load the default data (and import scikit-learn) off the script thread."""
+    """Once per server, off the script thread and after the first page: what the first Run needs,
+    the default data (scikit-learn) and the chart modules (pandas, Altair)."""
     if not _prepared.is_set():
         _prepared.set()
-        threading.Thread(target=lambda: data.load(DataConfig()), daemon=True).start()
+        threading.Thread(target=_prepare, daemon=True).start()
+
+
+def _prepare() -> None:
+    data.load(DataConfig())
+    from ui import charts, tables  # noqa: F401
 
 
 def show_cached(pair: PairConfig) -> None:
@@ -46,7 +52,7 @@ def show_messages(training_now: bool) -> None:
 
 def train(pair: PairConfig) -> None:
     """Train the pair with progress per model and loss curves that grow while it runs."""
-    from ui import charts  # Altair and pandas load on the first Run, not on the first page
+    from ui import charts  # not on the first page; usually loaded by then (prepare_in_background)
 
     epochs = {"a": pair.a.training.epochs, "b": pair.b.training.epochs}
     rows: list[dict] = []
