@@ -6,6 +6,9 @@
   run_to_charts_s   press Run (default scenario, warm workers, nothing cached) -> every
                     chart of the Overview drawn; median of --repeat (each with another seed,
                     so the cache cannot answer)
+  workers_s         of that, the workers' part: from handing A its job to the later of A's
+                    and B's results (the runs' own timings, read from the run cache); the
+                    rest (app_s) is the server and the browser
   naive_total_s     the naive script of bench/pair_speed.py (import TF, fit twice)
   streamlit_rss_mb  resident memory of the Streamlit process (workers are separate)
 
@@ -18,6 +21,7 @@ per line as `name: value`.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import socket
 import statistics
@@ -69,6 +73,12 @@ def open_first_page(page, url: str, started: float) -> float:
     return time.perf_counter() - started
 
 
+def workers_seconds(runs: Path, before: set[Path]) -> float:
+    """The span of the runs cached since `before`: they were handed out together, so the longest total."""
+    new = [d for d in runs.iterdir() if d not in before and not d.name.startswith(".")]
+    return max(json.loads((d / "run.json").read_text())["timings"]["total_s"] for d in new)
+
+
 def wait_workers_warm(server_pid: int, timeout: float = 120.0) -> None:
     """Until the server's worker processes exist and sit idle (TensorFlow imported, waiting for a job)."""
     server = psutil.Process(server_pid)
@@ -112,11 +122,13 @@ def main() -> None:
         server = start_server(ROOT / "app.py", port, env)
         try:
             first_page = open_first_page(page, url, started)
-            times = []
+            times, workers = [], []
+            runs = Path(env["DIVERGENCE_LAB_CACHE"]) / "runs"
             for seed in range(1, args.repeat + 1):
                 page.goto(f"{url}/?b.optimizer.epsilon=1e-08&init=a&a.seeding.seed={seed}")
                 page.wait_for_selector(IDLE)
                 wait_workers_warm(server.pid)
+                before = set(runs.iterdir()) if runs.exists() else set()
                 clicked = time.perf_counter()
                 page.get_by_role("button", name="Run", exact=True).click()
                 page.get_by_text("Largest prediction gap").wait_for(timeout=300_000)
@@ -124,6 +136,7 @@ def main() -> None:
                 page.locator(".vega-embed >> visible=true").last.wait_for(timeout=60_000)
                 page.wait_for_selector(IDLE)
                 times.append(time.perf_counter() - clicked)
+                workers.append(workers_seconds(runs, before))
             rss = psutil.Process(server.pid).memory_info().rss / 2**20
         finally:
             server.terminate()
@@ -137,6 +150,8 @@ def main() -> None:
         "first_page_s": first_page,
         "run_to_charts_s": run_to_charts,
         "run_to_charts_all_s": " ".join(f"{t:.3f}" for t in times),
+        "workers_s": statistics.median(workers),
+        "app_s": statistics.median(t - w for t, w in zip(times, workers)),
         "naive_total_s": naive_total,
         "naive_fit_only_s": naive_fit,
         "streamlit_rss_mb": rss,

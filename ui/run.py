@@ -30,6 +30,8 @@ def _prepare() -> None:
     data.load(DataConfig())
     from ui import charts, tables  # noqa: F401
 
+    charts.live_loss([{"epoch": 0, "model": "A", "loss": 1.0}]).to_dict()  # loads the schema Altair validates with
+
 
 def show_cached(pair: PairConfig) -> None:
     hit = cached_result(pair)
