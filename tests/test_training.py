@@ -6,10 +6,8 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 
 import numpy as np
-import psutil
 
 from core.config import DataConfig
 from core.factors import make_pair, parse_run
@@ -17,6 +15,7 @@ from core.batch import RunCache
 from core.pair import run_pair
 from core.pool import WorkerPool
 from core.presets import preset
+from helpers import process_ends, same_arrays
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MOONS = DataConfig(dataset="moons", n_samples=200)
@@ -26,11 +25,6 @@ def _run(pool, pair, **kw):
     kw.setdefault("cache", False)
     result = run_pair(pair, pool, **kw)
     return result
-
-
-def _same_arrays(r1, r2):
-    return r1.arrays.keys() == r2.arrays.keys() and all(
-        r1.arrays[k].tobytes() == r2.arrays[k].tobytes() for k in r1.arrays)
 
 
 def test_run_it_twice_is_bitwise_identical(pool):
@@ -150,7 +144,7 @@ def test_two_pairs_from_two_threads_match_each_alone(pool):
     for t in threads:
         t.join()
     for a, t in zip(alone, together):
-        assert t.complete and _same_arrays(a, t)
+        assert t.complete and same_arrays(a, t)
 
 
 def test_the_same_pair_twice_comes_from_the_cache_bitwise(pool, tmp_path):
@@ -160,7 +154,7 @@ def test_the_same_pair_twice_comes_from_the_cache_bitwise(pool, tmp_path):
     second = _run(pool, pair, cache=cache)
     from_disk = _run(pool, pair, cache=RunCache(tmp_path / "c"))
     assert not first.cached and second.cached and from_disk.cached
-    assert _same_arrays(first, second) and _same_arrays(first, from_disk)
+    assert same_arrays(first, second) and same_arrays(first, from_disk)
     assert from_disk.summary == first.summary
 
 
@@ -183,7 +177,7 @@ def test_a_one_worker_pool_runs_the_pair_one_after_the_other_with_the_same_resul
     finally:
         small.shutdown()
     assert small.capacity == 1 and alone.complete
-    assert _same_arrays(alone, _run(pool, pair))
+    assert same_arrays(alone, _run(pool, pair))
     assert alone.summary["compare"]["per_epoch"][0]["max_abs"] == 0.0  # B started from A's initial weights
 
 
@@ -215,11 +209,7 @@ def test_b_starts_while_a_builds_and_ends_when_a_fails_before_its_initial_weight
         fresh.shutdown()
     assert broken["a"]["type"] == "error" and "AttributeError" in broken["a"]["message"]
     assert broken["b"] == {"type": "error", "message": "not run: a failed before its initial weights"}
-    assert fresh.busy == set()
-    deadline = time.monotonic() + 10
-    while psutil.pid_exists(pids["b"]) and time.monotonic() < deadline:  # the pool reaps it on a thread
-        time.sleep(0.05)
-    assert not psutil.pid_exists(pids["b"])
+    assert fresh.busy == set() and process_ends(pids["b"])
 
 
 def test_the_pool_warms_the_used_environments_only_after_the_last_run():
