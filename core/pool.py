@@ -305,7 +305,10 @@ def run_jobs(pool: WorkerPool, jobs: list[Job], on_event: Progress | None = None
                 on_event(job.key, {"type": "started", "pid": worker.proc.pid})
             for key, (worker, job, submitted) in list(active.items()):
                 _drain(key, worker, submitted, initial, on_event, finish, timeout_s)
-            for key in [k for k in awaiting_init if k in active]:
+            for key in list(awaiting_init):
+                if key not in active:  # it ended meanwhile (crashed, timed out)
+                    awaiting_init.remove(key)
+                    continue
                 worker, job = active[key][:2]
                 if job.init_from in initial:
                     _send(worker, {"type": "init_weights", "weights": initial[job.init_from]})

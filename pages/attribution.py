@@ -1,7 +1,5 @@
 """Why they differ: each factor's share of the gap, the seed-noise floor, run it twice."""
 
-import time
-
 import pandas as pd
 import streamlit as st
 
@@ -10,7 +8,7 @@ from core.batch import to_train
 from core.factors import factor, parse_pair
 from ui import charts
 from ui.page import result_or_stop
-from ui.run import REDRAW_INTERVAL_S
+from ui.run import Throttle
 
 RUNNING = "analysis.running"
 
@@ -39,15 +37,15 @@ def cost(plan: dict) -> tuple[str, int]:
 def execute(plan: dict, label: str, total: int) -> dict:
     """The batch with one progress bar over its `total` epochs to train; Stop (or any rerun) ends its workers."""
     bar = st.progress(0.0, text=f"{label}: starting workers")
-    done = {"epochs": 0, "drawn_at": 0.0}
+    done = {"epochs": 0}
+    redraw = Throttle()
 
     def on_event(name, event):
         if event["type"] == "epoch":
             done["epochs"] += 1
-            if time.monotonic() - done["drawn_at"] > REDRAW_INTERVAL_S:  # redraws take CPU the workers need
+            if redraw.due():
                 bar.progress(min(done["epochs"] / max(total, 1), 1.0),
                              text=f"{label}: {name}, epoch {event['epoch']}")
-                done["drawn_at"] = time.monotonic()
 
     st.session_state[RUNNING] = label  # still set on the next script run if Stop ended this one
     outcomes = analysis.execute(pair, plan, on_event=on_event)

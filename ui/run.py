@@ -15,6 +15,20 @@ RESULT, ERROR, TRAINING = "result", "run_error", "training"
 REDRAW_INTERVAL_S = 1.0
 
 
+class Throttle:
+    """Progress redraws at most once per REDRAW_INTERVAL_S: each costs the server and the
+    browser CPU that the workers need."""
+
+    def __init__(self):
+        self.drawn_at = 0.0
+
+    def due(self, force: bool = False) -> bool:
+        if force or time.monotonic() - self.drawn_at > REDRAW_INTERVAL_S:
+            self.drawn_at = time.monotonic()
+            return True
+        return False
+
+
 _prepared = threading.Event()
 
 
@@ -59,7 +73,7 @@ def train(pair: PairConfig) -> None:
     epochs = {"a": pair.a.training.epochs, "b": pair.b.training.epochs}
     rows: list[dict] = []
     latest: dict[str, tuple[int, float]] = {}  # model -> its last epoch and loss
-    drawn_at = [0.0]  # when the progress and the live chart were last redrawn
+    redraw = Throttle()  # both models' progress and the live chart together
     st.session_state[TRAINING] = True
     st.session_state[ERROR] = None
     with st.status("Training A and B in fresh worker processes…", expanded=True) as status:
@@ -76,14 +90,11 @@ def train(pair: PairConfig) -> None:
                 n = event["epoch"]
                 rows.append({"epoch": n, "model": label, "loss": event["loss"]})
                 latest[model] = (n, event["loss"])
-                # Every redraw costs the server and the browser CPU that the workers need:
-                # both models together at most once per interval, and always at a last epoch.
-                if time.monotonic() - drawn_at[0] > REDRAW_INTERVAL_S or n == epochs[model]:
+                if redraw.due(force=n == epochs[model]):  # always at a last epoch
                     for m, (done, loss) in latest.items():
                         bars[m].progress(min(done / epochs[m], 1.0),
                                          text=f"{m.upper()}: epoch {done}/{epochs[m]}, loss {loss:.4g}")
                     live.altair_chart(charts.live_loss(rows), width="stretch")
-                    drawn_at[0] = time.monotonic()
             elif event["type"] == "error":
                 bars[model].progress(1.0, text=f"{label}: {event['message']}")
 
