@@ -9,6 +9,7 @@ import streamlit as st
 from core.pool import default_pool
 from core.presets import DEFAULT_PRESET
 from ui import run, sidebar, state
+from ui.text import plain
 
 st.set_page_config(page_title="Divergence Lab", page_icon=":material/compare_arrows:", layout="wide")
 
@@ -22,8 +23,9 @@ if "loaded" not in st.session_state:  # a new session: the link (or the default 
     st.session_state["loaded"] = True
 
 for warning in st.session_state["link_warnings"]:
-    st.warning(warning)
+    st.warning(plain(warning))
 pair = sidebar.render()
+st.session_state[run.SIDEBAR_PAIR] = pair
 if pair is not None:
     params = state.to_params(pair)
     if st.query_params.to_dict() != params:

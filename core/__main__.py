@@ -29,6 +29,10 @@ def _load_pair(args):
     return pair
 
 
+def _number(value, spec: str) -> str:
+    return "none" if value is None else format(value, spec)
+
+
 def summary_lines(result) -> list[str]:
     s = result.summary
     lines = []
@@ -44,8 +48,9 @@ def summary_lines(result) -> list[str]:
         first = c["first_divergent_epoch"]
         lines.append(f"weights bitwise equal: {c['weights_bitwise_equal']}; first divergent epoch: "
                      f"{'never' if first is None else first}")
-        lines.append(f"prediction max |A-B|: {c['prediction_max_abs_delta']:.6g}; "
-                     f"class disagreement rate: {c['disagreement_rate']:.4g}")
+        lines.append(f"prediction max |A-B|: {_number(c['prediction_max_abs_delta'], '.6g')}; "
+                     f"class disagreement rate: {_number(c['disagreement_rate'], '.4g')} "
+                     f"(over the {c['compared_samples']} test samples both predict finitely)")
     lines.append("served from cache" if result.cached else "trained now")
     return lines
 

@@ -73,10 +73,19 @@ def execute(pair: PairConfig, plan: dict[str, Planned], pool: WorkerPool | None 
     return {name: {**o, "task": ds.task} for name, o in outcomes.items()}
 
 
+def _finite(value: float | None) -> float | None:
+    return value if value is not None and np.isfinite(value) else None
+
+
 def gap(x: dict, y: dict) -> dict:
-    """How far two finished runs are apart at the end: prediction RMS and weight L2."""
-    c = compare_runs(x["weights"], y["weights"], x["predictions"], y["predictions"], x["task"])
-    return {"prediction": c["prediction_rms_delta"], "weights": c["per_epoch"][-1]["l2"] if c["per_epoch"] else 0.0,
+    """How far two finished runs are apart at the end: prediction RMS and weight L2.
+
+    None where there is no finite number to give (a run that diverged predicts NaN).
+    """
+    c = compare_runs(x["weights"], y["weights"], x["predictions"], y["predictions"], x["task"],
+                     x["recorded_epochs"], y["recorded_epochs"])
+    return {"prediction": _finite(c["prediction_rms_delta"]),
+            "weights": _finite(c["per_epoch"][-1]["l2"]) if c["per_epoch"] else 0.0,
             "first_divergent_epoch": c["first_divergent_epoch"], "per_epoch": c["per_epoch"]}
 
 
@@ -84,35 +93,58 @@ def _failed(outcomes: dict[str, dict]) -> list[str]:
     return [f"{name}: {o['message']}" for name, o in outcomes.items() if o["type"] != "result"]
 
 
+def diverged(outcomes: dict[str, dict]) -> dict[str, int]:
+    """name -> the epoch whose loss went non-finite, for the runs that diverged."""
+    return {name: o["diverged_epoch"] for name, o in outcomes.items() if o.get("diverged_epoch")}
+
+
+def _share(on_in_a: float | None, off_in_b: float | None, total: float | None) -> float | None:
+    if None in (on_in_a, off_in_b, total) or total == 0:
+        return None
+    return (on_in_a + off_in_b) / 2 / total
+
+
 def attribution(pair: PairConfig, outcomes: dict[str, dict]) -> dict:
-    """Each factor's share of the A-B gap, from both sides (switched on in A, switched off in B)."""
+    """Each factor's share of the A-B gap, from both sides (switched on in A, switched off in B).
+
+    A share is None where a gap it needs is not finite (a run diverged): `diverged` names those runs.
+    """
     if failed := _failed(outcomes):
         return {"error": "; ".join(failed)}
     total = gap(outcomes["A"], outcomes["B"])
     factors = []
     for path, _ in pair.b_differs:
-        row = {"factor": path}
-        for measure in ("prediction", "weights"):
-            on_in_a = gap(outcomes["A"], outcomes[f"A+{path}"])[measure]
-            off_in_b = gap(outcomes["B"], outcomes[f"B-{path}"])[measure]
-            row[f"{measure}_share"] = None if total[measure] == 0 else (on_in_a + off_in_b) / 2 / total[measure]
-        factors.append(row)
+        on_in_a, off_in_b = gap(outcomes["A"], outcomes[f"A+{path}"]), gap(outcomes["B"], outcomes[f"B-{path}"])
+        factors.append({"factor": path, **{f"{measure}_share": _share(on_in_a[measure], off_in_b[measure],
+                                                                        total[measure])
+                                           for measure in ("prediction", "weights")}})
     interacts = {}
     for measure in ("prediction", "weights"):
         shares = [f[f"{measure}_share"] for f in factors]
         interacts[measure] = None if None in shares else abs(sum(shares) - 1) > INTERACTION_TOLERANCE
     return {"total": {"prediction": total["prediction"], "weights": total["weights"]}, "factors": factors,
-            "interacts": interacts}
+            "interacts": interacts, "diverged": diverged(outcomes)}
 
 
-def noise_floor(pair: PairConfig, outcomes: dict[str, dict], pair_gap: float) -> dict:
-    """Seed-to-seed prediction gaps of A beside the A-B gap, and the verdict in numbers."""
+def noise_floor(pair: PairConfig, outcomes: dict[str, dict], pair_gap: float | None) -> dict:
+    """Seed-to-seed prediction gaps of A beside the A-B gap, and the verdict in numbers.
+
+    Seeds whose run diverged have no finite gap: they are listed in `diverged` and left out.
+    """
     if failed := _failed(outcomes):
         return {"error": "; ".join(failed)}
-    noise = [gap(outcomes["A"], o)["prediction"] for name, o in outcomes.items() if name != "A"]
-    median = float(np.median(noise))
-    return {"noise": noise, "median": median, "max": float(np.max(noise)), "gap": pair_gap,
-            "ratio": pair_gap / median if median > 0 else None, "within_noise": pair_gap <= float(np.max(noise))}
+    gone = diverged(outcomes)
+    if "A" in gone:
+        return {"error": f"A diverged at epoch {gone['A']} (its loss became non-finite), so no seed-to-seed gap "
+                         "is finite: lower the learning rate."}
+    noise = {name: gap(outcomes["A"], o)["prediction"] for name, o in outcomes.items() if name != "A"}
+    noise = {name: g for name, g in noise.items() if g is not None}
+    if not noise:
+        return {"error": "every other seed diverged (its loss became non-finite): there is no finite seed noise."}
+    median, largest = float(np.median(list(noise.values()))), float(np.max(list(noise.values())))
+    return {"noise": noise, "median": median, "max": largest, "gap": pair_gap, "diverged": gone,
+            "ratio": pair_gap / median if pair_gap is not None and median > 0 else None,
+            "within_noise": None if pair_gap is None else pair_gap <= largest}
 
 
 def run_twice(outcomes: dict[str, dict]) -> dict:
@@ -122,11 +154,14 @@ def run_twice(outcomes: dict[str, dict]) -> dict:
     first, second = outcomes["A"], outcomes["A again"]
     g = gap(first, second)
     epoch = g["first_divergent_epoch"]
-    split = [] if epoch is None else [
-        name for name in first["weights"]
-        if first["weights"][name][epoch].tobytes() != second["weights"][name][epoch].tobytes()]
+    split = []
+    if epoch is not None and epoch in first["recorded_epochs"] and epoch in second["recorded_epochs"]:
+        i, j = first["recorded_epochs"].index(epoch), second["recorded_epochs"].index(epoch)
+        split = [name for name in first["weights"]
+                 if first["weights"][name][i].tobytes() != second["weights"][name][j].tobytes()]
     return {"bitwise_identical": epoch is None and first["predictions"].tobytes() == second["predictions"].tobytes(),
             "first_divergent_epoch": epoch, "variables": split, "prediction_gap": g["prediction"],
+            "diverged": diverged(outcomes),
             "settings": {k: first["effective"].get(k) for k in (
                 "op_determinism", "intra_op_threads", "inter_op_threads", "onednn", "jit_compile", "device", "tf32")}}
 
@@ -145,5 +180,6 @@ def staircase(order: list[str], outcomes: dict[str, dict], twice: dict) -> dict:
     if twice.get("bitwise_identical"):
         lands = last["bitwise_equal"] and last["prediction"] == 0.0
     else:
-        lands = last["prediction"] <= twice.get("prediction_gap", 0.0)
-    return {"steps": steps, "lands_on_run_twice_level": lands}
+        lands = None not in (last["prediction"], twice.get("prediction_gap")) and \
+            last["prediction"] <= twice["prediction_gap"]
+    return {"steps": steps, "lands_on_run_twice_level": lands, "diverged": diverged(outcomes)}

@@ -165,3 +165,13 @@ def _jsonable(value: Any) -> Any:
 
 class ConfigError(ValueError):
     """A config value is out of range; the message names the field and what is allowed."""
+
+
+def shorten(text: str, limit: int) -> str:
+    """Text from outside (a link, a file) cut to `limit` characters, saying how long it was."""
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text):,} characters)"
+
+
+def quoted(value: Any, limit: int = 60) -> str:
+    """A value from outside as an error message quotes it: repr, and short."""
+    return shorten(repr(value), limit)

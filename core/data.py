@@ -5,9 +5,16 @@ split, so that A and B get exactly the same samples and the same holes.
 
 from __future__ import annotations
 
+import codecs
+import csv
 import functools
 import hashlib
+import math
+import os
+import re
+import stat
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -65,15 +72,23 @@ def _read(cfg: DataConfig) -> Dataset:
     x = inject_missing(x, cfg.missing_rate, cfg.missing_seed)
     from sklearn.model_selection import train_test_split
 
-    stratify = y if task == "classification" and np.bincount(y).min() >= 2 else None
-    x_train, x_test, y_train, y_test = train_test_split(
-        x, y, test_size=cfg.test_fraction, random_state=cfg.split_seed, stratify=stratify)
+    n_classes = int(max(y.max() + 1, 2)) if task == "classification" else 0
+    n_test = math.ceil(cfg.test_fraction * len(x))  # as train_test_split counts
+    if n_test < 1 or len(x) - n_test < 2:
+        raise ConfigError("data.test_fraction: leaves no test rows or too few training rows")
+    # stratified when every class can be in both parts (a small CSV may have more classes than test rows)
+    stratify = y if task == "classification" and np.bincount(y).min() >= 2 and \
+        min(n_test, len(x) - n_test) >= n_classes else None
+    try:
+        x_train, x_test, y_train, y_test = train_test_split(
+            x, y, test_size=cfg.test_fraction, random_state=cfg.split_seed, stratify=stratify)
+    except ValueError as e:
+        raise ConfigError(f"data.test_fraction: cannot split the {len(x)} rows ({e})") from None
     if cfg.dataset == "diabetes":
         mean, std = y_train.mean(), y_train.std()
         y_train, y_test = (y_train - mean) / std, (y_test - mean) / std
     if len(x_test) == 0 or len(x_train) < 2:
         raise ConfigError("data.test_fraction: leaves no test rows or too few training rows")
-    n_classes = int(max(y.max() + 1, 2)) if task == "classification" else 0
     return Dataset(task, n_classes, x_train, y_train, x_test, y_test, names,
                    extra.get("description", DESCRIPTIONS[cfg.dataset]), extra.get("image_shape"),
                    extra.get("class_names"), _grid(x) if x.shape[1] == 2 else None)
@@ -157,15 +172,175 @@ def inject_missing(x: np.ndarray, rate: float, seed: int) -> np.ndarray:
     return x
 
 
-def _csv(path: str, target: str):
+# --- CSV: a local file (an upload saved under the cache root, or a path in a pair.json) ---
+
+MAX_CSV_MB = 200  # a larger file is refused before it is read
+MAX_CSV_COLUMNS = 2000  # pandas slows down quadratically in the number of (duplicate) header names
+MAX_HEADER_BYTES = 1 << 20  # the header line must end within this many bytes
+SHOWN_NAMES = 10  # column names quoted in one message
+NAME_CHARS = 40  # characters of one column name, class or path quoted in a message
+UPLOADS_MB = 200  # the uploads folder's size limit; DIVERGENCE_LAB_UPLOADS_MB overrides it
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def uploads_root() -> Path:
+    """The folder that holds uploaded CSVs (private to this user, see save_upload)."""
+    from core.storage import cache_root
+
+    return cache_root() / "uploads"
+
+
+def save_upload(content: bytes) -> str:
+    """Keep an uploaded CSV on this server; returns its path (the value of data.csv_path).
+
+    The file goes into a folder only this user can read (0700, the file 0600), named by its
+    content, so the same upload twice is one file. The folder keeps to its size limit, the
+    least recently used uploads going first (loading a CSV pair's data counts as a use).
+    """
+    from core.storage import evict_least_recent, limit_bytes, private_dir, touch
+
+    folder = private_dir(uploads_root())
+    path = folder / f"{hashlib.sha256(content).hexdigest()[:16]}.csv"
+    if path.is_file() and path.stat().st_size == len(content):
+        touch(path)
+    else:
+        partial = folder / f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}"  # hidden: eviction skips it
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(content)
+            os.replace(partial, path)
+        finally:
+            partial.unlink(missing_ok=True)
+    evict_least_recent(folder, limit_bytes("DIVERGENCE_LAB_UPLOADS_MB", UPLOADS_MB), keep=(path,))
+    return str(path)
+
+
+def _is_upload(path: str) -> bool:
+    try:
+        return Path(os.path.abspath(path)).parent == Path(os.path.abspath(uploads_root()))
+    except (ValueError, OSError):
+        return False
+
+
+def _short(text, limit: int = NAME_CHARS) -> str:
+    text = str(text)
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def _name(name) -> str:
+    """A column name as a message shows it: quoted and shortened."""
+    return repr(_short(name))
+
+
+def _names(names) -> str:
+    """The first few names, each shortened, for a message."""
+    names = list(names)
+    shown = ", ".join(_name(n) for n in names[:SHOWN_NAMES])
+    return shown + (f", ... ({len(names)} in all)" if len(names) > SHOWN_NAMES else "")
+
+
+def _open_local(path: str):
+    """The file at `path` opened for reading in binary, or a ConfigError: local regular files only."""
+    where = "data.csv_path"
+    if not isinstance(path, str) or not path:
+        raise ConfigError(f"{where}: no file given")
+    if _URL.match(path):
+        raise ConfigError(f"{where}: only local files are read, not URLs ({_short(path, 80)!r}); "
+                          "download the file and give its path")
+    shown = repr(_short(path, 80))
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))  # a FIFO must not block the open
+    except FileNotFoundError:
+        if _is_upload(path):
+            raise ConfigError(f"{where}: the uploaded file is no longer on this server; upload it again") from None
+        raise ConfigError(f"{where}: no file at {shown}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{where}: {shown} is a folder, not a CSV file") from None
+    except (OSError, ValueError) as e:  # permission, a path through a file, an embedded NUL byte
+        raise ConfigError(f"{where}: cannot read {shown} ({getattr(e, 'strerror', None) or e})") from None
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise ConfigError(f"{where}: {shown} is a folder, not a CSV file")
+        if not stat.S_ISREG(info.st_mode):
+            raise ConfigError(f"{where}: {shown} is not a regular file")
+        if info.st_size > MAX_CSV_MB * 1024 * 1024:
+            raise ConfigError(f"{where}: the file is {info.st_size / 1024 / 1024:,.0f} MB; "
+                              f"at most {MAX_CSV_MB} MB are read")
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _check_header(f) -> None:
+    """Refuse, before pandas parses it, a file whose header line is endless or names too many columns."""
+    head = f.read(MAX_HEADER_BYTES + 1)
+    f.seek(0)
+    if b"\0" in head:
+        raise ConfigError("data.csv_path: the file holds binary data, not text; is it a CSV?")
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=len(head) <= MAX_HEADER_BYTES)
+    except UnicodeDecodeError:
+        raise ConfigError("data.csv_path: the file is not UTF-8 text; is it a CSV?") from None
+    lines = re.split(rb"\r\n|\r|\n", head)
+    complete = lines if len(head) <= MAX_HEADER_BYTES else lines[:-1]  # the last piece may be cut
+    header = next((line for line in complete if line.strip()), None)
+    if header is None:
+        if len(head) > MAX_HEADER_BYTES:
+            raise ConfigError(f"data.csv_path: no header line within the first {MAX_HEADER_BYTES // 1024 // 1024} MB; "
+                              "is it a CSV?")
+        return  # empty or blank: pandas says so
+    text = header.decode("utf-8-sig")
+    try:
+        n = len(next(csv.reader([text]), []))
+    except csv.Error:
+        n = text.count(",") + 1
+    if n > MAX_CSV_COLUMNS:
+        raise ConfigError(f"data.csv: {n:,} columns; at most {MAX_CSV_COLUMNS:,} are read")
+
+
+def read_csv_frame(path: str, nrows: int | None = None):
+    """The CSV at `path` (a local file, never a URL) as pandas reads it, or a ConfigError saying why not.
+
+    The file is opened here and pandas gets the open file, so nothing but this file is read.
+    """
     import pandas as pd
 
-    try:
-        frame = pd.read_csv(path)
-    except FileNotFoundError:
-        raise ConfigError(f"data.csv_path: no file at {path!r}") from None
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
-        raise ConfigError(f"data.csv_path: the file is not a readable CSV ({str(e).splitlines()[0]})") from None
+    with _open_local(path) as f:
+        _check_header(f)
+        try:
+            return pd.read_csv(f, nrows=nrows)
+        except pd.errors.EmptyDataError:
+            raise ConfigError("data.csv_path: the file is empty (no header, no rows)") from None
+        except UnicodeDecodeError:
+            raise ConfigError("data.csv_path: the file is not UTF-8 text; is it a CSV?") from None
+        except MemoryError:
+            raise ConfigError("data.csv_path: the file does not fit in memory") from None
+        except Exception as e:  # pandas' parser raises several kinds; each means "not a CSV we can read"
+            reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise ConfigError(f"data.csv_path: the file is not a readable CSV ({_short(reason, 120)})") from None
+
+
+def csv_columns(path: str) -> list[str]:
+    """The CSV's column names (for choosing the target), or a ConfigError."""
+    columns = [str(c) for c in read_csv_frame(path, nrows=0).columns]
+    if _is_upload(path):
+        from core.storage import touch
+
+        touch(Path(path))
+    return columns
+
+
+def _csv(path: str, target: str):
+    frame = read_csv_frame(path)
+    if _is_upload(path):  # in use: the upload folder's eviction takes the least recently used first
+        from core.storage import touch
+
+        touch(Path(path))
     return csv_frame_features(frame, target)
 
 
@@ -173,26 +348,40 @@ def csv_frame_features(frame, target: str):
     """Features and labels from a CSV's data frame, or a ConfigError saying what is wrong with it."""
     import pandas as pd
 
+    columns = [str(c) for c in frame.columns]
+    if len(frame) == 0:
+        raise ConfigError(f"data.csv: the file has a header ({len(columns)} column{'s' * (len(columns) != 1)}) "
+                          "but no data rows")
     if target not in frame.columns:
-        raise ConfigError(f"data.csv_target: no column {target!r}; columns are {', '.join(map(str, frame.columns))}")
+        raise ConfigError(f"data.csv_target: no column {_short(target)!r}; the columns are {_names(columns)}")
     frame = frame.dropna(subset=[target])
     features = frame.drop(columns=[target])
     bad = [str(c) for c in features.columns if not pd.api.types.is_numeric_dtype(features[c])]
     if bad:
-        raise ConfigError(f"data.csv: non-numeric feature column(s) {', '.join(bad)}; encode or drop them")
+        raise ConfigError(f"data.csv: non-numeric feature column(s) {_names(bad)}; encode or drop them")
     if features.shape[1] == 0:
         raise ConfigError("data.csv: no feature columns besides the target")
     if len(frame) < MIN_CSV_ROWS:
         raise ConfigError(f"data.csv: {len(frame)} rows with a target; at least {MIN_CSV_ROWS} are needed")
-    labels = frame[target]
-    numeric = pd.api.types.is_numeric_dtype(labels) and not pd.api.types.is_bool_dtype(labels)
-    is_class = not numeric or (np.allclose(labels, np.round(labels)) and labels.nunique() <= MAX_CSV_CLASSES)
     x = features.to_numpy(dtype=np.float64)
     names = [str(c) for c in features.columns]
+    infinite = [n for n, inf in zip(names, np.isinf(x).any(axis=0)) if inf]
+    if infinite:
+        raise ConfigError(f"data.csv: infinite values (inf, -inf or too large for float64) in column(s) "
+                          f"{_names(infinite)}; replace them or leave those cells empty (missing)")
+    empty = [n for n, none in zip(names, np.isnan(x).all(axis=0)) if none]
+    if empty:
+        raise ConfigError(f"data.csv: column(s) {_names(empty)} hold no values; drop them")
+    labels = frame[target]
+    numeric = pd.api.types.is_numeric_dtype(labels) and not pd.api.types.is_bool_dtype(labels)
+    if numeric and np.isinf(labels.to_numpy(dtype=np.float64)).any():
+        raise ConfigError(f"data.csv_target: column {_short(target)!r} holds infinite values (inf, -inf or too large "
+                          "for float64); replace them or leave those cells empty (rows without a target are dropped)")
+    is_class = not numeric or (np.allclose(labels, np.round(labels)) and labels.nunique() <= MAX_CSV_CLASSES)
     if not is_class:
         return x, labels.to_numpy(dtype=np.float64), names, "regression", {"description": "uploaded CSV (regression)"}
     classes, y = np.unique(labels.astype(str) if not numeric else labels, return_inverse=True)
     if len(classes) < 2:
-        raise ConfigError(f"data.csv_target: column {target!r} has a single class ({classes[0]}); nothing to learn")
+        raise ConfigError(f"data.csv_target: column {_short(target)!r} has a single class; nothing to learn")
     return x, y.astype(np.int64), names, "classification", {
         "description": f"uploaded CSV ({len(classes)} classes)", "class_names": [str(c) for c in classes]}

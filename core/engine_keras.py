@@ -156,7 +156,7 @@ def train(K, engine: str, run: RunConfig, ds: Dataset, x_train, y_train, x_test,
     def forward():
         return model(x_test, training=False)
 
-    rec = Recording(names, emit, ds.y_test, ds.task)
+    rec = Recording(names, emit, ds.y_test, ds.task, run.training.epochs)
     rec.initial([v.numpy() for v in variables], forward())
 
     class Snapshot(K.callbacks.Callback):

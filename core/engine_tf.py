@@ -240,7 +240,7 @@ def train(run: RunConfig, ds: Dataset, x_train, y_train, x_test, emit, wait_for_
         out = forward(x, False)
         return tf.nn.softmax(out) if classify else out
 
-    rec = Recording(names, emit, ds.y_test, ds.task)
+    rec = Recording(names, emit, ds.y_test, ds.task, run.training.epochs)
     rec.initial([v.numpy() for v in variables], predict(x_test).numpy())
     t, n = run.training, len(x_train)
     orders = fixed_orders(n, t.epochs, t.shuffle_seed) if t.batch_order == "fixed" else None

@@ -827,7 +827,9 @@ def _numeric_csv_labels(path: str, target: str) -> bool:
     """Whether core.data reads this CSV's classes as numbers (else as text)."""
     import pandas as pd
 
-    labels = pd.read_csv(path)[target].dropna()
+    from core.data import read_csv_frame
+
+    labels = read_csv_frame(path)[target].dropna()
     return pd.api.types.is_numeric_dtype(labels) and not pd.api.types.is_bool_dtype(labels)
 
 

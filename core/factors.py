@@ -19,6 +19,7 @@ from core.config import (
     PairConfig,
     RunConfig,
     default_value,
+    quoted,
     run_paths,
 )
 
@@ -32,7 +33,7 @@ class Choice:
 
     def check(self, value: Any, where: str) -> Any:
         if isinstance(value, bool) != all(isinstance(o, bool) for o in self.options) or value not in self.options:
-            raise ConfigError(f"{where}: {value!r} is not allowed; choose one of {', '.join(map(repr, self.options))}")
+            raise ConfigError(f"{where}: {quoted(value)} is not allowed; choose one of {', '.join(map(repr, self.options))}")
         return value
 
     def describe(self) -> str:
@@ -49,9 +50,10 @@ class Number:
     def check(self, value: Any, where: str) -> Any:
         ok_type = isinstance(value, int) if self.integer else isinstance(value, (int, float))
         if isinstance(value, bool) or not ok_type:
-            raise ConfigError(f"{where}: expected {'an integer' if self.integer else 'a number'}, got {value!r}")
-        if not math.isfinite(value) or not self.lo <= value <= self.hi:
-            raise ConfigError(f"{where}: {value!r} is out of range; allowed {self.describe()}")
+            raise ConfigError(f"{where}: expected {'an integer' if self.integer else 'a number'}, got {quoted(value)}")
+        if (isinstance(value, float) and not math.isfinite(value)) or not self.lo <= value <= self.hi:
+            # (ints compared exactly: math.isfinite(10**400) would overflow)
+            raise ConfigError(f"{where}: {quoted(value)} is out of range; allowed {self.describe()}")
         return int(value) if self.integer else float(value)
 
     def describe(self) -> str:
@@ -69,12 +71,12 @@ class Layers:
             try:
                 value = [int(v) for v in value]
             except ValueError:
-                raise ConfigError(f"{where}: expected layer sizes such as '64,32', got {value!r}") from None
+                raise ConfigError(f"{where}: expected layer sizes such as '64,32', got {quoted(value)}") from None
         if not isinstance(value, (list, tuple)) or not 1 <= len(value) <= self.max_layers:
-            raise ConfigError(f"{where}: expected 1 to {self.max_layers} hidden layer sizes, got {value!r}")
+            raise ConfigError(f"{where}: expected 1 to {self.max_layers} hidden layer sizes, got {quoted(value)}")
         for units in value:
             if isinstance(units, bool) or not isinstance(units, int) or not 1 <= units <= self.max_units:
-                raise ConfigError(f"{where}: each layer needs 1 to {self.max_units} units, got {units!r}")
+                raise ConfigError(f"{where}: each layer needs 1 to {self.max_units} units, got {quoted(units)}")
         return tuple(value)
 
     def describe(self) -> str:

@@ -50,8 +50,12 @@ class PairResult:
         return {k[len(prefix):]: v for k, v in self.arrays.items() if k.startswith(prefix)}
 
     def prediction_history(self, model: str) -> np.ndarray:
-        """(epochs + 1, test samples, outputs); index 0 is before training."""
+        """(recorded epochs, test samples, outputs); index 0 is before training."""
         return self.arrays[f"{model}/predictions"]
+
+    def recorded_epochs(self, model: str) -> list[int]:
+        """The epoch of each snapshot in weights() and prediction_history() (0 = initialisation)."""
+        return self.summary[model]["recorded_epochs"]
 
     def predictions(self, model: str) -> np.ndarray:
         """Final test predictions: class probabilities, or the regression output in column 0."""
@@ -77,14 +81,15 @@ def _run_summary(run, outcome: dict) -> dict:
     base = {"config": run_to_dict(run), "not_applied": not_applied(run)}
     if outcome["type"] == "error":
         return {**base, "status": "cancelled" if outcome.get("cancelled") else "error",
-                "message": outcome["message"], "history": [], "diverged_epoch": None}
+                "message": outcome["message"], "history": [], "recorded_epochs": [], "diverged_epoch": None}
     diverged = outcome["diverged_epoch"]
     return {
         **base,
         "status": "diverged" if diverged else "ok",
         "message": f"diverged at epoch {diverged}: the loss became non-finite" if diverged else "",
         "diverged_epoch": diverged,
-        **{k: outcome[k] for k in ("history", "effective", "versions", "timings", "n_train_rows", "peak_rss_mb")},
+        **{k: outcome[k] for k in ("history", "recorded_epochs", "effective", "versions", "timings", "n_train_rows",
+                                   "peak_rss_mb")},
     }
 
 
@@ -140,6 +145,7 @@ def _assemble(pair: PairConfig, ds, keys: dict[str, str], outcomes: dict[str, di
     result = PairResult(summary, arrays, cached=all(o.get("cached") for o in outcomes.values()))
     if result.complete:
         summary["compare"] = compare_runs(result.weights("a"), result.weights("b"),
-                                          result.prediction_history("a"), result.prediction_history("b"), ds.task)
+                                          result.prediction_history("a"), result.prediction_history("b"), ds.task,
+                                          result.recorded_epochs("a"), result.recorded_epochs("b"))
     result.summary = plain(summary)
     return result

@@ -13,21 +13,29 @@ from typing import Callable
 
 import numpy as np
 
+from core.budget import snapshot_every
+
 Emit = Callable[[dict], None]
 
 
 class Recording:
     """Weights and test predictions at initialisation and after each epoch, and the history.
 
+    A run whose snapshots would outgrow the record budget keeps every k-th epoch (and
+    always the initialisation and the last one); `epochs` lists the ones kept.
+
     Test loss and metric are computed here, in NumPy, from the recorded predictions, so
     every engine reports them the same way (cross-entropy on clipped probabilities and
     accuracy, or mean squared and mean absolute error).
     """
 
-    def __init__(self, names: list[str], emit: Emit, y_test: np.ndarray, task: str):
+    def __init__(self, names: list[str], emit: Emit, y_test: np.ndarray, task: str, planned_epochs: int):
         if len(set(names)) != len(names):
             raise ValueError(f"weight names are not unique: {names}")
         self.names, self.emit, self.y_test, self.task = names, emit, y_test, task
+        self.planned_epochs = planned_epochs
+        self.every = 1
+        self.epochs: list[int] = []  # the epochs snapshotted, 0 = initialisation
         self.snapshots: list[list[np.ndarray]] = []
         self.predictions: list[np.ndarray] = []
         self.history: list[dict] = []
@@ -38,6 +46,9 @@ class Recording:
         self.initialised_at = time.perf_counter()
         self.snapshots.append([np.array(v, copy=True) for v in values])
         self.predictions.append(_as_predictions(predictions))
+        self.epochs.append(0)
+        size = sum(v.nbytes for v in self.snapshots[0]) + self.predictions[0].nbytes
+        self.every = snapshot_every(size, self.planned_epochs)
         self.emit({"type": "init", "weights": dict(zip(self.names, self.snapshots[0]))})
 
     def epoch_end(self, loss: float, metric: float, values: list[np.ndarray], predictions) -> bool:
@@ -47,19 +58,22 @@ class Recording:
         row = {"epoch": len(self.history) + 1, "loss": float(loss), "metric": float(metric),
                "test_loss": test_loss, "test_metric": test_metric}
         self.history.append(row)
-        self.snapshots.append([np.array(v, copy=True) for v in values])
-        self.predictions.append(predictions)
         if not math.isfinite(row["loss"]) and self.diverged_epoch is None:
             self.diverged_epoch = row["epoch"]
+        epoch = row["epoch"]
+        if epoch % self.every == 0 or epoch == self.planned_epochs or self.diverged_epoch is not None:
+            self.snapshots.append([np.array(v, copy=True) for v in values])
+            self.predictions.append(predictions)
+            self.epochs.append(epoch)
         self.emit({"type": "epoch", **row})
         return self.diverged_epoch is None
 
     def weight_arrays(self) -> dict[str, np.ndarray]:
-        """name -> array of shape (epochs + 1, *variable shape); index 0 is the initialisation."""
+        """name -> array of shape (len(self.epochs), *variable shape); index 0 is the initialisation."""
         return {name: np.stack([snap[i] for snap in self.snapshots]) for i, name in enumerate(self.names)}
 
     def prediction_array(self) -> np.ndarray:
-        """(epochs + 1, test samples, outputs): test predictions at initialisation and after each epoch."""
+        """(len(self.epochs), test samples, outputs): test predictions at each recorded epoch."""
         return np.stack(self.predictions)
 
 

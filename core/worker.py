@@ -19,6 +19,7 @@ import platform
 import resource
 import struct
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -109,9 +110,29 @@ def _import_keras(legacy: bool):
 
 
 WORKER_NICENESS = 10  # below the UI: a page renders while workers import TensorFlow or train
+PARENT_POLL_S = 0.2  # how often a worker checks that its parent is alive
+
+
+def exit_with_parent(interval: float = PARENT_POLL_S) -> None:
+    """End this process at once when the parent that started it dies (e.g. the server is SIGKILLed).
+
+    A daemon thread watches os.getppid(): it changes (to 1 or a subreaper) when the parent dies,
+    whatever the main thread is doing (importing, waiting on stdin, deep inside a fit). Not
+    prctl(PR_SET_PDEATHSIG): that fires when the parent's *thread* ends, and Streamlit starts
+    workers from short-lived script threads.
+    """
+    parent = os.getppid()
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(interval)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 def main() -> None:
+    exit_with_parent()
     os.nice(WORKER_NICENESS)
     out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
@@ -169,6 +190,7 @@ def run_job(tf, K, job: dict, out, inp) -> dict:
         "diverged_epoch": rec.diverged_epoch,
         "weights": rec.weight_arrays(),
         "predictions": rec.prediction_array(),
+        "recorded_epochs": rec.epochs,
         "grid_predictions": None if grid is None else np.asarray(record["predict"](grid), dtype=np.float64),
         "n_train_rows": int(len(x_train)),
         "effective": {**record["effective"], **_effective_runtime(tf, run)},
@@ -180,4 +202,14 @@ def run_job(tf, K, job: dict, out, inp) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    # Skip the interpreter's teardown: with TensorFlow loaded it takes about a second, and a worker
+    # has nothing left to save (the parent reads frames only; it ends used workers with SIGKILL).
+    code = 0
+    try:
+        main()
+    except BaseException:
+        traceback.print_exc()
+        code = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -5,10 +5,12 @@ import streamlit as st
 
 from core import analysis
 from core.batch import to_train
+from core.config import ConfigError
 from core.factors import factor, parse_pair
 from ui import charts
 from ui.page import result_or_stop
 from ui.run import Throttle
+from ui.text import plain
 
 RUNNING = "analysis.running"
 
@@ -48,7 +50,11 @@ def execute(plan: dict, label: str, total: int) -> dict:
                              text=f"{label}: {name}, epoch {event['epoch']}")
 
     st.session_state[RUNNING] = label  # still set on the next script run if Stop ended this one
-    outcomes = analysis.execute(pair, plan, on_event=on_event)
+    try:
+        outcomes = analysis.execute(pair, plan, on_event=on_event)
+    except ConfigError as e:  # a planned run that costs more than a run may (core.budget), or data gone
+        st.error(plain(f"{label} not started: {e}"))
+        outcomes = None
     del st.session_state[RUNNING]
     bar.empty()
     return outcomes
@@ -59,8 +65,8 @@ st.write(f"The analysis plans A and B, A and B with one factor swapped for each 
          f"differing factors, A with {seeds} other seeds, and A once more: {says}, as many at once as "
          "the workers allow.")
 key = f"analysis:{result.summary['key']}:{seeds}"
-if st.button("Run the analysis", type="primary"):
-    st.session_state[key] = execute(plan, "Analysis", epochs)
+if st.button("Run the analysis", type="primary") and (done := execute(plan, "Analysis", epochs)) is not None:
+    st.session_state[key] = done
 
 outcomes = st.session_state.get(key)
 if outcomes is None:
@@ -69,7 +75,7 @@ if outcomes is None:
 st.subheader("Which factor caused how much")
 attribution = analysis.attribution(pair, {k: outcomes[k] for k in analysis.attribution_plan(pair)})
 if "error" in attribution:
-    st.error(attribution["error"])
+    st.error(plain(attribution["error"]))
 elif not attribution["factors"]:
     st.write("A and B differ in no factor: any gap is what running twice gives (below).")
 else:
@@ -77,6 +83,9 @@ else:
                             "share": f[f"{measure}_share"]}
                            for f in attribution["factors"] for measure in ("prediction", "weights")])
     st.altair_chart(charts.attribution_shares(shares.dropna()), width="stretch")
+    for name, epoch in attribution["diverged"].items():
+        st.warning(plain(f"{name} diverged at epoch {epoch} (its loss became non-finite): the gaps to it are not "
+                         "finite, so the shares that need them are left out."))
     for measure, interacts in attribution["interacts"].items():
         if interacts:
             total = shares[shares["measure"] == measure]["share"].sum()
@@ -86,12 +95,15 @@ st.subheader("Is the gap bigger than seed noise?")
 noise = analysis.noise_floor(pair, {k: outcomes[k] for k in analysis.noise_plan(pair, seeds)},
                              result.summary["compare"]["prediction_rms_delta"])
 if "error" in noise:
-    st.error(noise["error"])
+    st.error(plain(noise["error"]))
 else:
-    runs = [name for name in analysis.noise_plan(pair, seeds) if name != "A"]
-    st.altair_chart(charts.noise_floor(pd.DataFrame({"run": runs, "gap": noise["noise"]}), noise["gap"]),
-                    width="stretch")
-    if noise["within_noise"]:
+    st.altair_chart(charts.noise_floor(pd.DataFrame({"run": list(noise["noise"]), "gap": list(noise["noise"].values())}),
+                                       noise["gap"]), width="stretch")
+    for name, epoch in noise["diverged"].items():
+        st.warning(plain(f"{name} diverged at epoch {epoch} (its loss became non-finite) and is left out."))
+    if noise["within_noise"] is None:
+        st.write("The A–B gap itself is not finite (a run diverged), so it cannot be set against seed noise.")
+    elif noise["within_noise"]:
         st.write(f"Within seed noise: the A–B gap ({noise['gap']:.3g}) is no larger than the largest "
                  f"seed-to-seed gap ({noise['max']:.3g}).")
     else:
@@ -101,7 +113,7 @@ else:
 st.subheader("Run it twice")
 twice = analysis.run_twice({k: outcomes[k] for k in analysis.run_twice_plan(pair)})
 if "error" in twice:
-    st.error(twice["error"])
+    st.error(plain(twice["error"]))
 elif twice["bitwise_identical"]:
     st.write("A trained twice in fresh processes is bitwise identical.")
 else:
@@ -118,16 +130,19 @@ steps_plan = analysis.staircase_plan(pair, order)
 says, epochs = cost(steps_plan)
 st.write(f"Starting from B, align one factor at a time to A, largest share first: {says}.")
 stairs_key = f"{key}:staircase"
-if st.button("Run the staircase"):
-    st.session_state[stairs_key] = execute(steps_plan, "Staircase", epochs)
+if st.button("Run the staircase") and (done := execute(steps_plan, "Staircase", epochs)) is not None:
+    st.session_state[stairs_key] = done
 if stairs_key in st.session_state:
     stairs = analysis.staircase(order, st.session_state[stairs_key], twice)
     if "error" in stairs:
-        st.error(stairs["error"])
+        st.error(plain(stairs["error"]))
     else:
         st.altair_chart(charts.staircase(pd.DataFrame(stairs["steps"])), width="stretch")
+        for name, epoch in stairs["diverged"].items():
+            st.warning(plain(f"{name} diverged at epoch {epoch} (its loss became non-finite): its gap to A is not "
+                             "finite."))
         if stairs["lands_on_run_twice_level"]:
             st.write("With every factor aligned the last step lands where running A twice lands.")
-        else:
+        elif not stairs["diverged"]:
             st.warning("With every factor aligned the last step still differs from A by more than running A "
                        "twice does: something differs that the factor list does not model.")

@@ -20,13 +20,13 @@ for sentence in tables.verdict(result):
 c = s["compare"]
 cols = st.columns(4)
 if s["data"]["task"] == "classification":
-    cols[0].metric("Test predictions that change class", f"{c['disagreements']} of {s['data']['n_test']}")
+    cols[0].metric("Test predictions that change class", f"{c['disagreements']} of {c['compared_samples']}")
 else:
-    cols[0].metric("RMS prediction gap", f"{c['prediction_rms_delta']:.3g}")
-cols[1].metric("Largest prediction gap", f"{c['prediction_max_abs_delta']:.3g}")
+    cols[0].metric("RMS prediction gap", tables.number(c["prediction_rms_delta"]))
+cols[1].metric("Largest prediction gap", tables.number(c["prediction_max_abs_delta"]))
 first = c["first_divergent_epoch"]
 cols[2].metric("Weights first differ at epoch", "never" if first is None else str(first))
-cols[3].metric("Final weight distance (L2)", f"{c['per_epoch'][-1]['l2']:.3g}")
+cols[3].metric("Final weight distance (L2)", tables.number(c["per_epoch"][-1]["l2"]))
 
 st.subheader("Final metrics")
 # Static tables: the page every Run lands on draws without loading the interactive data grid.

@@ -42,7 +42,7 @@ def test_noise_floor_and_run_twice(pool):
     plan = analysis.noise_plan(pair, 2)
     assert sorted(plan) == ["A", "A seed 1", "A seed 2"]
     floor = analysis.noise_floor(pair, analysis.execute(pair, plan, pool), 0.5)
-    assert len(floor["noise"]) == 2 and all(n > 0 for n in floor["noise"])
+    assert len(floor["noise"]) == 2 and all(n > 0 for n in floor["noise"].values())
     assert floor["ratio"] == 0.5 / floor["median"]
     twice = analysis.run_twice(analysis.execute(pair, analysis.run_twice_plan(pair), pool))
     assert twice["bitwise_identical"] and twice["first_divergent_epoch"] is None and twice["variables"] == []

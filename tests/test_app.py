@@ -6,6 +6,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core.presets import PRESETS
+from helpers import unescaped
 from ui import sidebar, state
 
 PAGES = ["pages/overview.py", "pages/loss_curves.py", "pages/weights.py", "pages/predictions.py",
@@ -124,7 +125,7 @@ def test_a_bad_link_parameter_warns_and_falls_back(app_test_pages):
     at = _app({"a.optimizer.epsilon": "banana", "a.training.epochs": "7", "zzz": "1", "b.engine.name": "pytorch"})
     at.run()
     assert not at.exception
-    text = " ".join(w.value for w in at.warning)
+    text = unescaped(" ".join(w.value for w in at.warning))
     assert "a.optimizer.epsilon" in text and "'zzz'" in text and "b.engine.name" in text
     assert at.session_state["a.optimizer.epsilon"] == 1e-7 and at.session_state["a.training.epochs"] == 7
     assert at.session_state[state.B_FACTORS] == []
@@ -182,7 +183,7 @@ def test_bad_input_shows_a_clear_message_and_keeps_the_last_result(app_test_page
     _set(at, **{"data.dataset": "csv"})
     assert at.session_state["data.csv_target"] == "label"
     _click_run(at)
-    assert "non-numeric feature column(s) b" in " ".join(e.value for e in at.error)
+    assert "non-numeric feature column(s) 'b'" in unescaped(" ".join(e.value for e in at.error))
     assert at.session_state["result"] is good
     at.switch_page("pages/overview.py").run()
     assert at.metric and not at.exception  # the last good result is still drawn
@@ -276,3 +277,20 @@ def test_reproduce_page_hands_over_the_csv_a_pair_was_trained_on(app_test_pages,
     assert any(str(table) in i.value for i in at.info)
     labels = [b.proto.label for b in at.get("download_button")]
     assert "Download the CSV" in labels and "Download divergence_pair.py" in labels
+
+
+def test_run_waits_for_a_csv_and_a_vanished_file_is_a_clear_error(app_test_pages, tmp_path):
+    at = _app()
+    at.run()
+    run_button = lambda: at.sidebar.button(key="run")  # noqa: E731
+    assert not run_button().disabled
+    _set(at, **{"data.dataset": "csv"})
+    assert run_button().disabled and any("Upload a CSV" in i.value for i in at.info)
+    table = tmp_path / "t.csv"
+    table.write_text("a,label\n" + "\n".join(f"{i},{i % 2}" for i in range(20)))
+    at.session_state[sidebar.STORE]["data.csv_path"] = str(table)  # where the uploader saves a file
+    at.run()
+    assert not run_button().disabled and not at.exception
+    table.unlink()
+    at.run()
+    assert any("no file at" in unescaped(e.value) for e in at.error)

@@ -64,6 +64,26 @@ def _settle(page) -> None:
     page.wait_for_selector(IDLE, timeout=240_000)
 
 
+def test_the_first_upload_on_a_fresh_server_is_kept(server, tmp_path):
+    """First in this module, so the server is fresh: its first run happens in Streamlit's pages-folder
+    mode, under another script hash than later runs, and used to drop the first upload."""
+    table = tmp_path / "table.csv"
+    table.write_text("x1,x2,label\n" + "".join(f"{i},{(i * 7) % 5},{i % 2}\n" for i in range(60)))
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(f"{server}/?data.dataset=csv")
+        _settle(page)
+        page.get_by_text("Data (shared by A and B)").click()
+        run = page.get_by_test_id("stSidebar").get_by_role("button", name="Run", exact=True)
+        assert run.is_disabled()  # no CSV yet
+        page.locator('input[type="file"]').set_input_files(str(table))
+        page.get_by_text("Target column").wait_for(timeout=60_000)
+        _settle(page)
+        assert page.get_by_text("table.csv").count() >= 1 and not run.is_disabled()
+        browser.close()
+
+
 def test_default_scenario_in_a_real_browser(server):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
@@ -105,4 +125,12 @@ def test_default_scenario_in_a_real_browser(server):
         _settle(page)
         assert page.locator('[data-testid="stException"]').count() == 0
         page.screenshot(path=str(ARTIFACTS / "7-stopped.png"), full_page=True)
+
+        # Link text is shown as text: no image loaded, no link drawn inside the app's warnings.
+        page.goto(f"{server}/?![px](http://127.0.0.1:9/pixel.png)=1&[Click here to log in](http://127.0.0.1:9/p)=1")
+        _settle(page)
+        alerts = page.get_by_test_id("stAlert").filter(has_text="Ignored the unknown link parameter")
+        assert alerts.count() == 2 and "![px](http://127.0.0.1:9/pixel.png)" in alerts.first.inner_text()
+        assert alerts.locator("img").count() == 0 and alerts.locator("a").count() == 0
+        page.screenshot(path=str(ARTIFACTS / "8-hostile-link.png"), full_page=True)
         browser.close()

@@ -1,6 +1,9 @@
 """Data loading and each preprocessing variant against an independent reference."""
 
 import dataclasses
+import os
+import stat
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -111,15 +114,152 @@ def test_csv_loads_numeric_features_and_class_labels(tmp_path):
 
 
 @pytest.mark.parametrize("text, target, message", [
-    ("a,b,y\n" + "\n".join(f"{i},x{i},{i % 2}" for i in range(20)), "y", "non-numeric feature column(s) b"),
+    ("a,b,y\n" + "\n".join(f"{i},x{i},{i % 2}" for i in range(20)), "y", "non-numeric feature column(s) 'b'"),
     ("a,y\n" + "\n".join(f"{i},1" for i in range(20)), "y", "has a single class"),
     ("a,y\n1,0\n2,1\n3,0", "y", "3 rows with a target; at least 10 are needed"),
     ("a,y\n1,0\n", "z", "no column 'z'"),
-    ("", "y", "not a readable CSV"),
+    ("", "y", "the file is empty"),
+    ("\n\n  \n", "y", "the file is empty"),
+    ("a,b,y\n", "y", "the file has a header (3 columns) but no data rows"),
+    ("a,b,y\n" + "\n".join(f"{i},{'inf' if i == 3 else i},{i % 2}" for i in range(20)), "y",
+     "infinite values (inf, -inf or too large for float64) in column(s) 'b';"),
+    ("a,b,y\n" + "\n".join(f"{'-inf' if i == 3 else i},{'1e999' if i == 4 else i},{i % 2}" for i in range(20)), "y",
+     "in column(s) 'a', 'b';"),
+    ("a,y\n" + "\n".join(f"{i},{'inf' if i == 3 else i * 0.5}" for i in range(30)), "y",
+     "data.csv_target: column 'y' holds infinite values"),
+    ("a,b,y\n" + "\n".join(f"{i},,{i % 2}" for i in range(20)), "y", "column(s) 'b' hold no values"),
+    ('a,y\n1,"0\n', "y", "not a readable CSV (Error tokenizing data"),
 ])
 def test_broken_csvs_get_clear_errors(tmp_path, text, target, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
         data.load(DataConfig(dataset="csv", csv_path=_csv(tmp_path, text), csv_target=target))
+
+
+def _load_csv(path, target="y", **kw):
+    return data.load(DataConfig(dataset="csv", csv_path=str(path), csv_target=target, **kw))
+
+
+def _rows(n=20, header="a,b,y"):
+    return header + "\n" + "\n".join(f"{i},{i * 3 % 7},{i % 2}" for i in range(n)) + "\n"
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:9/data.csv", "https://example.com/x.csv", "ftp://host/x.csv",
+                                 "s3://bucket/x.csv", "file:///etc/hostname", "HTTP://HOST/X.CSV"])
+def test_csv_path_reads_local_files_only(url, monkeypatch):
+    def fetch(*args, **kwargs):  # pandas would fetch a URL; it must never be asked to
+        raise AssertionError("pandas was handed the path")
+
+    monkeypatch.setattr(pd, "read_csv", fetch)
+    with pytest.raises(ConfigError, match=r"data.csv_path: only local files are read, not URLs"):
+        _load_csv(url)
+
+
+def test_pandas_gets_an_open_file_not_the_path(tmp_path, monkeypatch):
+    seen = []
+    original = pd.read_csv
+    monkeypatch.setattr(pd, "read_csv", lambda source, **kw: seen.append(source) or original(source, **kw))
+    _load_csv(_csv(tmp_path, _rows()))
+    assert seen and all(not isinstance(s, (str, bytes)) and hasattr(s, "read") for s in seen)
+
+
+def test_a_missing_file_a_folder_and_a_fifo_get_clear_errors(tmp_path):
+    with pytest.raises(ConfigError, match="data.csv_path: no file at '.*nowhere.csv'"):
+        _load_csv(tmp_path / "nowhere.csv")
+    with pytest.raises(ConfigError, match="is a folder, not a CSV file"):
+        _load_csv(tmp_path)
+    with pytest.raises(ConfigError, match="cannot read"):
+        _load_csv(str(tmp_path / "a\0b.csv"))
+    if hasattr(os, "mkfifo"):
+        os.mkfifo(tmp_path / "pipe.csv")  # opening it for reading would wait for a writer
+        with pytest.raises(ConfigError, match="is not a regular file"):
+            _load_csv(tmp_path / "pipe.csv")
+
+
+def test_binary_garbage_is_not_a_csv(tmp_path):
+    path = tmp_path / "garbage.csv"
+    path.write_bytes(bytes(range(1, 256)) * 64)
+    with pytest.raises(ConfigError, match="data.csv_path: the file is not UTF-8 text; is it a CSV"):
+        _load_csv(path)
+    path.write_bytes(b"a,y\n" + b"\x00\x01\x02\x03" * 1000)  # valid UTF-8, but no text
+    with pytest.raises(ConfigError, match="data.csv_path: the file holds binary data, not text"):
+        _load_csv(path)
+
+
+def test_an_endless_first_line_or_too_many_columns_is_refused_before_parsing(tmp_path):
+    path = tmp_path / "line.csv"
+    path.write_bytes(b"a" * (data.MAX_HEADER_BYTES + 10))
+    with pytest.raises(ConfigError, match="no header line within the first 1 MB"):
+        _load_csv(path)
+    n = data.MAX_CSV_COLUMNS + 1  # duplicate names: pandas would take minutes over 100,000 of them
+    path.write_text(",".join(["1"] * n) + "\n" + ",".join(["1"] * n) + "\n")
+    with pytest.raises(ConfigError, match=f"data.csv: {n:,} columns; at most {data.MAX_CSV_COLUMNS:,} are read"):
+        _load_csv(path)
+
+
+def test_too_large_a_file_is_refused_unread(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "MAX_CSV_MB", 0)
+    with pytest.raises(ConfigError, match="the file is 0 MB; at most 0 MB are read"):
+        _load_csv(_csv(tmp_path, _rows()))
+
+
+def test_messages_quote_few_column_names_and_each_one_short(tmp_path):
+    names = [f"<b>col{i}</b> [x](http://h/{i}) " + "z" * 80 for i in range(30)]
+    rows = "\n".join(",".join(["txt"] * 30 + [str(i % 2)]) for i in range(20))
+    path = _csv(tmp_path, ",".join(names + ["y"]) + "\n" + rows)
+    with pytest.raises(ConfigError) as e:
+        _load_csv(path)
+    message = str(e.value)
+    assert message.startswith("data.csv: non-numeric feature column(s) '<b>col0</b>") and "... (30 in all)" in message
+    assert "col9<" in message and "col10<" not in message and len(message) < 10 * (data.NAME_CHARS + 4) + 120
+    with pytest.raises(ConfigError) as e:
+        _load_csv(path, target="nope\n" * 50)
+    assert "(31 in all)" in str(e.value) and len(str(e.value)) < 10 * (data.NAME_CHARS + 4) + 150
+
+
+def test_a_target_is_named_short_and_its_values_not_at_all(tmp_path):
+    rows = "\n".join(f"{i},{'x' * 500}" for i in range(20))
+    with pytest.raises(ConfigError, match=r"^data.csv_target: column 'yyy.{36}…' has a single class; nothing to learn$"):
+        _load_csv(_csv(tmp_path, "a," + "y" * 100 + "\n" + rows), target="y" * 100)
+
+
+def test_a_small_csv_with_more_classes_than_test_rows_splits_unstratified(tmp_path):
+    rows = "\n".join(f"{i},{i // 2}" for i in range(12))  # 6 classes of 2 rows; 3 test rows
+    ds = _load_csv(_csv(tmp_path, "a,y\n" + rows), test_fraction=0.2)
+    assert ds.n_classes == 6 and len(ds.x_test) == 3 and len(ds.x_train) == 9
+
+
+def test_uploads_are_private_named_by_content_and_touched_when_loaded(tmp_path):
+    content = _rows().encode()
+    path = Path(data.save_upload(content))
+    assert path.parent == tmp_path / "cache" / "uploads" and path.read_bytes() == content
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700 and stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert data.save_upload(content) == str(path) and len(list(path.parent.iterdir())) == 1
+    assert data.csv_columns(str(path)) == ["a", "b", "y"]
+    os.utime(path, (1_000_000, 1_000_000))
+    ds = _load_csv(path)
+    assert ds.feature_names == ["a", "b"] and path.stat().st_mtime > 1_000_000  # a use: evicted last
+
+    own = Path(_csv(tmp_path, _rows()))  # a file of the user's own is read, never touched
+    os.utime(own, (1_000_000, 1_000_000))
+    _load_csv(own)
+    assert own.stat().st_mtime == 1_000_000
+
+
+def test_uploads_keep_to_their_size_limit_least_recently_used_first(tmp_path, monkeypatch):
+    monkeypatch.setenv("DIVERGENCE_LAB_UPLOADS_MB", "0.003")  # 3,145 bytes: two of these files fit
+    paths = []
+    for i in range(2):
+        paths.append(Path(data.save_upload((_rows(200, f"a,b{i},y")).encode())))
+        os.utime(paths[-1], (1_000_000 + i, 1_000_000 + i))
+    assert 1_400 < paths[0].stat().st_size < 1_600 and paths[0].exists()
+    _load_csv(paths[0])  # loading touches the oldest: the eviction takes the other one
+    path = Path(data.save_upload(_rows(200, "a,b2,y").encode()))
+    assert path.exists() and paths[0].exists() and not paths[1].exists()
+    with pytest.raises(ConfigError, match="data.csv_path: the uploaded file is no longer on this server; upload it "
+                                          "again"):
+        _load_csv(paths[1])
+    with pytest.raises(ConfigError, match="the uploaded file is no longer on this server"):
+        data.csv_columns(str(paths[1]))
 
 
 def test_keras_normalization_matches_scikit_learn(cancer):

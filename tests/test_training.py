@@ -100,7 +100,9 @@ def test_a_run_that_goes_nan_ends_as_diverged(pool):
     assert not np.isfinite(a["history"][-1]["loss"])
     assert a["message"] == f"diverged at epoch {n}: the loss became non-finite"
     assert r.summary["b"]["status"] == "ok" and len(r.summary["b"]["history"]) == 4
-    assert r.complete and r.summary["compare"]["prediction_max_abs_delta"] is not None
+    c = r.summary["compare"]
+    assert r.complete and c["nonfinite_predictions"] == {"a": r.summary["data"]["n_test"], "b": 0}
+    assert c["compared_samples"] == 0 and c["prediction_max_abs_delta"] is None  # NaN is no prediction to compare
 
 
 def test_a_killed_worker_gives_an_error_and_the_next_run_works(pool):

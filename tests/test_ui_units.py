@@ -1,5 +1,7 @@
 """URL state, tables and chart builders, without a server (pure functions)."""
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -8,7 +10,10 @@ from core.config import DataConfig, RunConfig
 from core.factors import make_pair
 from core.pair import PairResult
 from core.presets import PRESETS, default_pair
+from core.compare import compare_runs
 from ui import charts, state, tables
+from helpers import unescaped
+from ui.text import plain
 
 
 @pytest.mark.parametrize("name", list(PRESETS))
@@ -52,8 +57,8 @@ def _result(task="classification"):
     hist_b = [{**h, "loss": h["loss"] + 0.25} for h in hist]
     pair = make_pair(DataConfig(), RunConfig(), {"optimizer.epsilon": 1e-8})
     summary = {"config": pair.to_dict(), "data": {"task": task, "n_test": 2, "description": "hand-made"},
-               "a": {"status": "ok", "message": "", "history": hist}, "b": {"status": "ok", "message": "",
-                                                                          "history": hist_b},
+               "a": {"status": "ok", "message": "", "history": hist, "recorded_epochs": [0, 1, 2]},
+               "b": {"status": "ok", "message": "", "history": hist_b, "recorded_epochs": [0, 1, 2]},
                "compare": compare_runs(wa, wb, pa, pb, task)}
     arrays = {"a/weights/dense_0/kernel": wa["dense_0/kernel"], "b/weights/dense_0/kernel": wb["dense_0/kernel"],
               "a/predictions": pa, "b/predictions": pb, "data/y_test": np.array([0, 1])}
@@ -109,3 +114,29 @@ def test_gaps_skip_epochs_where_a_run_went_non_finite():
     gaps = tables.gaps(tables.history(r))
     assert gaps[gaps["split"] == "train"]["epoch"].tolist() == [1]
     assert len(gaps[gaps["split"] == "test"]) == 2
+
+
+def test_verdict_says_when_a_run_diverged_and_what_its_nan_predictions_leave_to_compare():
+    r = _result()
+    r.summary["b"].update(status="diverged", diverged_epoch=2, message="diverged at epoch 2: the loss became non-finite")
+    r.arrays["b/predictions"] = r.arrays["b/predictions"].copy()
+    r.arrays["b/predictions"][2, 1] = np.nan
+    r.summary["compare"] = compare_runs(r.weights("a"), r.weights("b"), r.prediction_history("a"),
+                                        r.prediction_history("b"), "classification")
+    sentences = tables.verdict(r)
+    assert sentences[0] == "B diverged at epoch 2: the loss became non-finite; its record ends there."
+    assert sentences[2] == ("B's final predictions are not finite for 1 of 2 test samples; the gaps count only the 1 "
+                            "samples both models predict.")
+    assert sentences[3].startswith("0 of 1 test predictions change class")  # sample 1's NaN is no class
+    assert tables.predictions(r)["differs"].tolist() == [False, False]
+
+
+def test_plain_text_escapes_every_markdown_character_and_stays_short():
+    hostile = "![px](http://127.0.0.1:9/p.png) [log in](www.x.org) **b** <img src=x> $x$ :red[y] `c` me@x.org ``d"
+    escaped = plain(hostile)
+    assert unescaped(escaped) == hostile
+    outside_code = re.sub(r"(`+) ?.*? ?\1", "", escaped)
+    assert not re.search(r"(?<!\\)[\[\]()<>*`$:!]", outside_code)  # no markup character left bare
+    assert not re.search(r"://|www\.|@", outside_code)  # nothing left to autolink
+    long = plain("x" * 100_000)
+    assert len(long) < 400 and long.endswith("characters\\)")

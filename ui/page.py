@@ -1,5 +1,7 @@
 """What every page starts with."""
 
+import json
+
 import streamlit as st
 
 from core.pair import PairResult
@@ -7,9 +9,16 @@ from ui import run
 
 
 def result_or_stop() -> PairResult:
-    """The result to draw, or a hint to press Run (and the page ends there)."""
+    """The result to draw, or a hint to press Run (and the page ends there).
+
+    When the sidebar has moved on since that result was made, the page says so first.
+    """
     result = run.current()
     if result is None:
         st.info("Pick a scenario or set up A and B in the sidebar, then press **Run**.")
         st.stop()
+    pair = st.session_state.get(run.SIDEBAR_PAIR)
+    if pair is None or json.loads(json.dumps(pair.to_dict())) != result.summary["config"]:
+        st.info("These results are for an earlier setup, not the one in the sidebar now: press **Run** to train "
+                "the current one.", icon=":material/history:")
     return result

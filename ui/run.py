@@ -10,8 +10,10 @@ import streamlit as st
 from core import data
 from core.config import ConfigError, DataConfig, PairConfig
 from core.pair import PairResult, cached_result, run_pair
+from ui.text import plain
 
 RESULT, ERROR, TRAINING = "result", "run_error", "training"
+SIDEBAR_PAIR = "sidebar.pair"  # the pair the sidebar describes now (None while a control is out of range)
 REDRAW_INTERVAL_S = 1.0
 
 
@@ -63,7 +65,7 @@ def show_messages(training_now: bool) -> None:
     if st.session_state.pop(TRAINING, None):  # the previous script run ended inside training: Stop
         st.info("Training stopped." + (" The last complete result is still shown." if current() else ""))
     if st.session_state.get(ERROR) and not training_now:
-        st.error(st.session_state[ERROR])
+        st.error(plain(st.session_state[ERROR]))
 
 
 def train(pair: PairConfig) -> None:
@@ -96,7 +98,7 @@ def train(pair: PairConfig) -> None:
                                          text=f"{m.upper()}: epoch {done}/{epochs[m]}, loss {loss:.4g}")
                     live.altair_chart(charts.live_loss(rows), width="stretch")
             elif event["type"] == "error":
-                bars[model].progress(1.0, text=f"{label}: {event['message']}")
+                bars[model].progress(1.0, text=plain(f"{label}: {event['message']}"))
 
         try:
             result = run_pair(pair, on_event=on_event)
@@ -115,4 +117,5 @@ def train(pair: PairConfig) -> None:
                     " ".join(f"{m.upper()}: {result.summary[m]['message']}" for m in ("a", "b")
                              if result.summary[m]["status"] not in ("ok", "diverged"))
             status.update(label="Training failed", state="error", expanded=False)
-            st.error(st.session_state[ERROR])
+    if st.session_state[ERROR]:  # outside the collapsed status, where the user looks
+        st.error(plain(st.session_state[ERROR]))

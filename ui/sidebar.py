@@ -6,9 +6,7 @@ config: widgets built here in the frame keep their values on every page.
 
 from __future__ import annotations
 
-import hashlib
 import math
-import tempfile
 from pathlib import Path
 
 import streamlit as st
@@ -131,28 +129,69 @@ def _data_inputs() -> None:
         _csv_inputs()
 
 
+UPLOADER = "csv.upload"  # the file uploader's key (not a pair field: the pair holds the saved file's path)
+SAVED_UPLOAD = "csv.saved"  # (the uploader's file id, where core.data.save_upload put it)
+
+
+def _forget_upload() -> None:
+    """The uploader was emptied (its x): no CSV until the next upload, so Run waits for one."""
+    if st.session_state.get(UPLOADER) is None:
+        _set("data.csv_path", "")
+        st.session_state.pop(SAVED_UPLOAD, None)
+
+
+def _uploader_identity():
+    """Draw the uploader under the entry script's hash, whichever page runs.
+
+    A widget's id includes the script hash active when it is drawn. On a fresh server the
+    first run happens before st.navigation has switched off Streamlit's `pages/` folder mode,
+    under another hash than every later run; the first upload then arrives for an uploader
+    whose id no longer exists and is dropped (a keyed widget is restored by _restore, an
+    uploaded file cannot be). With the id pinned, that upload is kept.
+    """
+    import contextlib
+
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    ctx = get_script_run_ctx()
+    pin = getattr(ctx, "run_with_active_hash", None)
+    main = getattr(getattr(ctx, "pages_manager", None), "main_script_hash", None)
+    return pin(main) if pin is not None and main else contextlib.nullcontext()
+
+
 def _csv_inputs() -> None:
-    upload = st.file_uploader("CSV file", type=["csv"], help="Numeric feature columns and one target column.")
+    from core import data
+    from ui.text import plain
+
+    with _uploader_identity():
+        upload = st.file_uploader("CSV file", type=["csv"], key=UPLOADER, on_change=_forget_upload,
+                                  help="Numeric feature columns and one target column. Kept on this server, "
+                                       "readable by its user only; the least recently used uploads go first.")
     if upload is not None:
-        content = upload.getvalue()
-        path = Path(tempfile.gettempdir()) / "divergence-lab-uploads" / f"{hashlib.sha256(content).hexdigest()[:16]}.csv"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(content)
-        _set("data.csv_path", str(path))
+        saved = st.session_state.get(SAVED_UPLOAD)
+        if saved is None or saved[0] != upload.file_id or not Path(saved[1]).is_file():
+            try:
+                saved = (upload.file_id, data.save_upload(upload.getvalue()))
+            except OSError as e:
+                st.error(plain(f"Could not keep the upload on this server: {e.strerror or e}"))
+                return
+            st.session_state[SAVED_UPLOAD] = saved
+        _set("data.csv_path", saved[1])
     path = st.session_state.get("data.csv_path")
     if not path:
         st.info("Upload a CSV to use it as the dataset.")
         return
-    import pandas as pd
-
+    if upload is None:
+        st.caption("Using the CSV uploaded earlier in this session; upload another to replace it.")
     try:
-        columns = list(pd.read_csv(path, nrows=0).columns)
-    except Exception as e:  # the message goes to the user; nothing else depends on this read
-        st.error(f"The file is not a readable CSV: {e}")
+        columns = data.csv_columns(path)
+    except ConfigError as e:
+        st.error(plain(str(e)))
         return
     if st.session_state.get("data.csv_target") not in columns:
         _set("data.csv_target", columns[-1])
-    st.selectbox("Target column", columns, key="data.csv_target", on_change=_remember, args=("data.csv_target",))
+    st.selectbox("Target column", columns, key="data.csv_target", on_change=_remember, args=("data.csv_target",),
+                 format_func=lambda name: name if len(name) <= 60 else name[:59] + "…")
 
 
 def render() -> PairConfig | None:
@@ -184,7 +223,9 @@ def render() -> PairConfig | None:
             st.error(str(e))
             pair = None
         left, right = st.columns(2)
-        left.button("Run", type="primary", key="run", disabled=pair is None, width="stretch", on_click=_request_run)
+        no_csv = pair is not None and pair.data.dataset == "csv" and not pair.data.csv_path
+        left.button("Run", type="primary", key="run", disabled=pair is None or no_csv, width="stretch",
+                    on_click=_request_run)
         right.button("Stop", key="stop", width="stretch", help="Stops a training in progress.")
     return pair
 

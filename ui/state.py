@@ -2,7 +2,8 @@
 
 URL keys: `data.<field>` for the shared data, `a.<section.field>` for A's settings,
 `b.<section.field>` for each factor in which B differs, `init=a` when B starts from
-A's initial weights. Only values away from the defaults are written, so a link is
+A's initial weights (`init=none` alone for a pair of nothing but defaults, since an empty
+link opens the default scenario). Only values away from the defaults are written, so a link is
 short. Reading never raises: a parameter that makes no sense becomes a warning and
 falls back to the default.
 """
@@ -12,12 +13,13 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Mapping
 
-from core.config import ConfigError, DataConfig, PairConfig, RunConfig, run_paths
+from core.config import ConfigError, DataConfig, PairConfig, RunConfig, run_paths, shorten
 from core.factors import BY_PATH, DATA_RULES, Choice, Number, make_pair
 from core.presets import default_pair
 
 DATA_FIELDS = [f.name for f in dataclasses.fields(DataConfig)]
 NOT_IN_LINKS = {"csv_path"}  # an uploaded file lives on this server only
+ECHO = 80  # characters of a link's key or value repeated in a warning
 
 
 def encode(value: Any) -> str:
@@ -61,8 +63,9 @@ def to_params(pair: PairConfig) -> dict[str, str]:
             params[f"a.{path}"] = encode(pair.a.get(path))
     for path, value in pair.b_differs:
         params[f"b.{path}"] = encode(value)
-    if pair.b_starts_from_a_init:
-        params["init"] = "a"
+    if pair.b_starts_from_a_init or not params:
+        # An empty link opens the default scenario; a pair of nothing but defaults says so explicitly.
+        params["init"] = "a" if pair.b_starts_from_a_init else "none"
     return params
 
 
@@ -86,13 +89,14 @@ def from_params(params: Mapping[str, str]) -> tuple[PairConfig, list[str]]:
                 else:
                     b[rest] = value
             else:
-                warnings.append(f"Ignored the unknown link parameter {key!r}.")
+                warnings.append(f"Ignored the unknown link parameter {shorten(key, ECHO)!r}.")
         except ConfigError as e:
-            warnings.append(f"Ignored link parameter {key}={text!r}: {e}. Using the default.")
+            warnings.append(f"Ignored link parameter {shorten(key, ECHO)}={shorten(text, ECHO)!r}: "
+                            f"{shorten(str(e), 2 * ECHO)}. Using the default.")
     try:
         return make_pair(DataConfig(**data), a, b, init), warnings
     except ConfigError as e:
-        return default_pair(), warnings + [f"The link describes a pair that cannot run ({e}); "
+        return default_pair(), warnings + [f"The link describes a pair that cannot run ({shorten(str(e), 2 * ECHO)}); "
                                            "showing the default scenario instead."]
 
 

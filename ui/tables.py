@@ -8,11 +8,17 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from core.compare import per_sample_delta, weights_digest
+from core.compare import finite_rows, per_sample_delta, weights_digest
 from core.factors import factor, format_value, parse_pair
+from core.budget import RECORD_BUDGET_MB
 from core.pair import PairResult
 
 MODELS = {"a": "A", "b": "B"}
+
+
+def number(value: float | None, spec: str = ".3g") -> str:
+    """A measured number as shown, or a dash where there is none (a run diverged)."""
+    return "—" if value is None or not np.isfinite(value) else format(value, spec)
 
 
 def history(result: PairResult) -> pd.DataFrame:
@@ -24,7 +30,11 @@ def history(result: PairResult) -> pd.DataFrame:
                          "metric": row["metric"]})
             rows.append({"epoch": row["epoch"], "model": label, "split": "test", "loss": row["test_loss"],
                          "metric": row["test_metric"]})
-    return pd.DataFrame(rows, columns=["epoch", "model", "split", "loss", "metric"])
+    frame = pd.DataFrame(rows, columns=["epoch", "model", "split", "loss", "metric"])
+    # A diverged epoch's loss is inf or NaN: no point on a chart, and not a number to subtract.
+    frame[["loss", "metric"]] = frame[["loss", "metric"]].astype(float).where(
+        np.isfinite(frame[["loss", "metric"]].astype(float)))
+    return frame
 
 
 def gaps(hist: pd.DataFrame, measure: str = "loss") -> pd.DataFrame:
@@ -69,7 +79,7 @@ def predictions(result: PairResult) -> pd.DataFrame:
         idx = np.arange(len(y))
         frame["a"], frame["b"] = pa[idx, y], pb[idx, y]
         frame["class_a"], frame["class_b"] = pa.argmax(axis=1), pb.argmax(axis=1)
-        frame["differs"] = frame["class_a"] != frame["class_b"]
+        frame["differs"] = (frame["class_a"] != frame["class_b"]) & finite_rows(pa) & finite_rows(pb)
     else:
         frame["a"], frame["b"] = pa[:, 0], pb[:, 0]
         frame["differs"] = False
@@ -157,23 +167,36 @@ def verdict(result: PairResult) -> list[str]:
         return ["No comparison: " + "; ".join(f"{MODELS[m]} {s[m]['status']}: {s[m]['message']}"
                                                for m in MODELS if s[m]["status"] not in ("ok", "diverged"))]
     out = []
-    if c["weights_bitwise_equal"] and c["predictions_bitwise_equal"]:
-        out.append("A and B are bitwise identical: every weight after every epoch and every test prediction.")
-    else:
-        first = c["first_divergent_epoch"]
-        when = "never differ" if first is None else (
-            "already differ at initialisation" if first == 0 else f"first differ after epoch {first}")
-        out.append(f"The weights {when}.")
-        if data["task"] == "classification":
-            out.append(f"{c['disagreements']} of {data['n_test']} test predictions change class "
-                       f"({c['disagreement_rate']:.1%}); the largest probability gap is "
-                       f"{c['prediction_max_abs_delta']:.3g}.")
-        else:
-            out.append(f"The largest prediction gap is {c['prediction_max_abs_delta']:.3g} "
-                       f"(RMS {c['prediction_rms_delta']:.3g}).")
     for m, label in MODELS.items():
         if s[m]["status"] == "diverged":
-            out.append(f"{label} {s[m]['message']}.")
+            out.append(f"{label} {s[m]['message']}; its record ends there.")
+    if c["weights_bitwise_equal"] and c["predictions_bitwise_equal"]:
+        out.append("A and B are bitwise identical: every weight after every epoch and every test prediction.")
+        return out
+    first = c["first_divergent_epoch"]
+    when = "never differ" if first is None else (
+        "already differ at initialisation" if first == 0 else f"first differ after epoch {first}")
+    out.append(f"The weights {when}.")
+    for m, label in MODELS.items():
+        if c["nonfinite_predictions"][m]:
+            out.append(f"{label}'s final predictions are not finite for {c['nonfinite_predictions'][m]} of "
+                       f"{data['n_test']} test samples; the gaps count only the {c['compared_samples']} samples "
+                       "both models predict.")
+    if not c["compared_samples"]:
+        return out
+    if data["task"] == "classification":
+        out.append(f"{c['disagreements']} of {c['compared_samples']} test predictions change class "
+                   f"({c['disagreement_rate']:.1%}); the largest probability gap is "
+                   f"{c['prediction_max_abs_delta']:.3g}.")
+    else:
+        out.append(f"The largest prediction gap is {c['prediction_max_abs_delta']:.3g} "
+                   f"(RMS {c['prediction_rms_delta']:.3g}).")
+    every = {label: result.recorded_epochs(m) for m, label in MODELS.items()}
+    thinned = [label for m, label in MODELS.items() if len(every[label]) < len(s[m]["history"]) + 1]
+    if thinned:
+        out.append(f"{' and '.join(thinned)} recorded weights and predictions only at epochs "
+                   f"{', '.join(map(str, every[thinned[0]][:6]))}{', …' if len(every[thinned[0]]) > 6 else ''} "
+                   f"to stay within {RECORD_BUDGET_MB:g} MB per run; epoch-by-epoch charts show those epochs.")
     return out
 
 
