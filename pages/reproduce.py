@@ -11,6 +11,7 @@ from core.export import SCRIPT_NAME, not_reproducible, standalone_script
 from core.factors import parse_pair
 from ui import state, tables
 from ui.page import result_or_stop
+from ui.text import plain
 
 result = result_or_stop()
 s = result.summary
@@ -21,7 +22,7 @@ st.subheader("Standalone script")
 try:
     script = standalone_script(pair)
 except ConfigError as e:  # e.g. a CSV that is no longer where it was when the pair ran
-    st.error(f"The script cannot be written for this pair: {e}")
+    st.error(plain(f"The script cannot be written for this pair: {e}"))
     script = None
 if script is not None:
     st.write(f"Plain Keras / TensorFlow code that imports nothing of this app. `python {SCRIPT_NAME}` trains A and "

@@ -15,6 +15,7 @@ from core.config import ConfigError, PairConfig
 from core.factors import ARCH, BY_PATH, DATA_RULES, FACTORS, TRAIN, Choice, Layers, Number, Text, format_value
 from core.presets import PRESETS
 from ui import state
+from ui.text import plain
 
 CUSTOM = "custom"
 GENERATED = ("moons", "spirals", "series")
@@ -161,7 +162,6 @@ def _uploader_identity():
 
 def _csv_inputs() -> None:
     from core import data
-    from ui.text import plain
 
     with _uploader_identity():
         upload = st.file_uploader("CSV file", type=["csv"], key=UPLOADER, on_change=_forget_upload,
@@ -220,7 +220,7 @@ def render() -> PairConfig | None:
         try:
             pair = state.from_state(st.session_state)
         except ConfigError as e:
-            st.error(str(e))
+            st.error(plain(str(e)))  # it quotes what was typed
             pair = None
         left, right = st.columns(2)
         no_csv = pair is not None and pair.data.dataset == "csv" and not pair.data.csv_path
