@@ -43,7 +43,7 @@ st.title("Divergence Lab")
 training_now = sidebar.run_requested() and pair is not None
 run.show_messages(training_now)
 if training_now:
-    run.train(pair)
+    run.train(pair, fresh=sidebar.fresh_requested())
 try:
     page.run()
 finally:

@@ -238,10 +238,11 @@ class RunCache:
                 return True
         return self._read(key, arrays=False) is not None
 
-    def put(self, key: str, outcome: dict) -> None:
+    def put(self, key: str, outcome: dict, replace: bool = False) -> None:
         """Keep the outcome in memory and on disk, then trim the disk to its limit (never this entry).
 
-        A disk that cannot be written (full, read-only) leaves the run in memory only.
+        A disk that cannot be written (full, read-only) leaves the run in memory only. `replace`
+        puts a fresh training of a run in place of the one saved before (which is kept otherwise).
         """
         summary = plain({k: v for k, v in outcome.items() if k not in ("weights", *ARRAYS, "cached")})
         arrays = {f"weights/{k}": v for k, v in outcome.get("weights", {}).items()}
@@ -250,12 +251,12 @@ class RunCache:
             return  # not a result a later get() could serve
         self._remember(key, outcome)
         try:
-            self._write(key, summary, arrays)
+            self._write(key, summary, arrays, replace)
         except OSError:
             return
         self._trim(key)
 
-    def _write(self, key: str, summary: dict, arrays: dict) -> None:
+    def _write(self, key: str, summary: dict, arrays: dict, replace: bool) -> None:
         directory = private_dir(self.directory)
         path = directory / key
         tmp = Path(tempfile.mkdtemp(dir=directory, prefix=".tmp-"))
@@ -271,7 +272,10 @@ class RunCache:
                 except OSError:
                     # Another thread saved the same key first (keep it), or a damaged entry is in
                     # the way: reading it removes it, and the next rename takes its place.
-                    if self._read(key, arrays=False) is not None:
+                    if replace:
+                        self._remove(path, os.stat(path).st_ino)
+                        self.verified.pop(key, None)
+                    elif self._read(key, arrays=False) is not None:
                         return
         finally:
             if tmp is not None:
@@ -366,11 +370,12 @@ def to_train(plan: dict[str, Planned], data_fingerprint: str, cache: RunCache | 
 
 def run_batch(plan: dict[str, Planned], ds, pool: WorkerPool | None = None, on_event: Progress | None = None,
               cancel: threading.Event | None = None, cache: RunCache | None | bool = True,
-              timeout_s: float = DEFAULT_TIMEOUT_S) -> dict[str, dict]:
+              timeout_s: float = DEFAULT_TIMEOUT_S, reuse: bool = True) -> dict[str, dict]:
     """name -> outcome for every planned run; each finished run is cached as soon as it ends.
 
     Runs served from the cache (or shared with another name of the same key) report one
     {"type": "cached"} event; failed runs come back as {"type": "error", "message": ...}.
+    `reuse=False` serves nothing from the cache: every run is trained afresh and replaces its entry.
     """
     cache, keys = _resolve(cache), run_keys(plan, ds.fingerprint())
     on_event = on_event or (lambda name, event: None)
@@ -380,7 +385,7 @@ def run_batch(plan: dict[str, Planned], ds, pool: WorkerPool | None = None, on_e
     trained_as = {name: names[0] for names in names_of.values() for name in names}  # name -> the name trained
     outcomes: dict[str, dict] = {}
     for key, (first, *_) in names_of.items():
-        if cache is not None and (hit := cache.get(key)) is not None:
+        if cache is not None and reuse and (hit := cache.get(key)) is not None:
             outcomes[first] = hit
     initial = {name: {k: v[0] for k, v in o["weights"].items()} for name, o in outcomes.items()}
 
@@ -388,7 +393,7 @@ def run_batch(plan: dict[str, Planned], ds, pool: WorkerPool | None = None, on_e
         outcome = {**outcome, **plain({k: v for k, v in outcome.items() if k not in ("weights", *ARRAYS)})}
         outcomes[name] = outcome
         if cache is not None:
-            cache.put(keys[name], outcome)
+            cache.put(keys[name], outcome, replace=not reuse)
 
     jobs = [Job(name, p.run, ds, trained_as[p.init_from] if p.init_from else None)
             for name, p in plan.items() if trained_as[name] == name and name not in outcomes]

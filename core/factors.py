@@ -133,8 +133,10 @@ KERAS_ENGINES = ("keras", "tf_keras")
 FACTORS: tuple[Factor, ...] = (
     # Engine
     Factor("engine.name", "Engine", ENGINE, Choice(ENGINES),
-           "Keras 3, legacy tf.keras (Keras 2) and a raw TensorFlow loop draw initial weights from different "
-           "random streams and run different training-step code."),
+           "Seeded with keras.utils.set_random_seed, Keras 3 and legacy tf.keras (the tf_keras package, Keras 2; "
+           "tf.keras itself is Keras 3 from TensorFlow 2.16 unless TF_USE_LEGACY_KERAS=1) draw the same initial "
+           "weights and take the same steps in the same batch order, but fit's own shuffle gives them different "
+           "orders from epoch 2; the raw TensorFlow loop draws its initial weights with TensorFlow's random ops."),
     Factor("engine.raw_optimizer", "Raw-loop optimizer code", ENGINE, Choice(("kernels", "textbook")),
            "TensorFlow's fused training kernels (ResourceApplyAdam & co) use the Keras update formula; the "
            "textbook (PyTorch) form bias-corrects m and v separately and puts epsilon elsewhere.",

@@ -108,16 +108,17 @@ def cached_result(pair: PairConfig, cache: RunCache | None = None) -> PairResult
 
 def run_pair(pair: PairConfig, pool: WorkerPool | None = None, on_event: Progress | None = None,
              cancel: threading.Event | None = None, cache: RunCache | None | bool = True,
-             timeout_s: float = DEFAULT_TIMEOUT_S) -> PairResult:
+             timeout_s: float = DEFAULT_TIMEOUT_S, reuse: bool = True) -> PairResult:
     """Train A and B in fresh workers (each served from the run cache if it was trained before).
 
     Raises ConfigError for data that cannot be loaded; a failed run comes back as a
     result whose run has status 'error' (or 'cancelled') and a message.
-    `cache=True` uses the default cache, `False`/None skips it.
+    `cache=True` uses the default cache, `False`/None skips it; `reuse=False` trains both
+    afresh and puts them in the cache in place of earlier trainings.
     """
     ds = data_module.load(pair.data)
     plan = pair_plan(pair)
-    outcomes = run_batch(plan, ds, pool, on_event, cancel, cache, timeout_s)
+    outcomes = run_batch(plan, ds, pool, on_event, cancel, cache, timeout_s, reuse)
     return _assemble(pair, ds, run_keys(plan, ds.fingerprint()), outcomes)
 
 

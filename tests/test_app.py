@@ -294,3 +294,32 @@ def test_run_waits_for_a_csv_and_a_vanished_file_is_a_clear_error(app_test_pages
     table.unlink()
     at.run()
     assert any("no file at" in unescaped(e.value) for e in at.error)
+
+
+def test_a_pair_that_cannot_be_repeated_is_trained_fresh_every_time(app_test_pages, pool):
+    at = _run_scenario(_app(), "tf-seed-not-enough", epochs=1)
+    first = at.session_state["result"]
+    at.sidebar.button(key="run").click()
+    at.run(timeout=300)
+    again = at.session_state["result"]
+    assert not at.exception and not again.cached
+    kernel = "a/weights/dense_0/kernel"
+    assert first.arrays[kernel][0].tobytes() != again.arrays[kernel][0].tobytes()  # another draw, as the scenario says
+    reopened = _app(dict(at.query_params))  # the link serves the cached training, and says what it is
+    reopened.run()
+    assert reopened.session_state["result"].cached
+    assert any("cannot be repeated" in i.value for i in reopened.info)
+
+
+def test_train_fresh_retrains_a_repeatable_pair_to_the_same_bits(app_test_pages, pool):
+    from helpers import same_arrays
+
+    at = _run_scenario(_app(), "run-it-twice", epochs=1)
+    cached = at.session_state["result"]
+    at.sidebar.button(key="run").click()
+    at.run(timeout=300)
+    assert at.session_state["result"].cached
+    _set(at, **{"run.fresh": True})
+    _click_run(at)
+    fresh = at.session_state["result"]
+    assert not fresh.cached and same_arrays(fresh, cached)

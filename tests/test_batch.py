@@ -96,3 +96,16 @@ def test_an_interrupted_batch_ends_its_workers_and_keeps_the_finished_runs(pool,
         analysis.execute(pair, analysis.attribution_plan(pair), pool, on_event=on_event, cache=cache)
     assert process_ends(pids["B"])  # B's worker was ended, not left training
     assert to_train(analysis.attribution_plan(pair), load(MOONS).fingerprint(), cache) == ["B"]
+
+
+def test_training_fresh_replaces_the_cached_runs(pool, tmp_path):
+    """Seeded only with NumPy + TF, each training draws other initial weights: a fresh one replaces the entry."""
+    pair = make_pair(MOONS, parse_run({"seeding": {"policy": "numpy_tf"}, "training": {"epochs": 1}}, A), {})
+    first = run_pair(pair, pool, cache=RunCache(tmp_path))
+    log = []
+    fresh = run_pair(pair, pool, on_event=_events(log), cache=RunCache(tmp_path), reuse=False)
+    assert not fresh.cached and ("a", "cached") not in log and ("b", "cached") not in log
+    initial = "a/weights/dense_0/kernel"
+    assert first.arrays[initial][0].tobytes() != fresh.arrays[initial][0].tobytes()
+    served = run_pair(pair, pool, cache=RunCache(tmp_path))  # a new cache object: read from disk
+    assert served.cached and same_arrays(served, fresh)

@@ -21,4 +21,13 @@ def result_or_stop() -> PairResult:
     if pair is None or json.loads(json.dumps(pair.to_dict())) != result.summary["config"]:
         st.info("These results are for an earlier setup, not the one in the sidebar now: press **Run** to train "
                 "the current one.", icon=":material/history:")
+    if result.cached:
+        from core.export import not_reproducible
+        from core.factors import parse_pair
+
+        shown = parse_pair(result.summary["config"])
+        reasons = sorted({reason for run in (shown.a, shown.b) for reason in not_reproducible(run)})
+        if reasons:
+            st.info(f"This pair cannot be repeated ({'; '.join(reasons)}): these numbers are one earlier training "
+                    "kept in the cache. **Run** trains it again.", icon=":material/casino:")
     return result

@@ -68,9 +68,17 @@ def show_messages(training_now: bool) -> None:
         st.error(plain(st.session_state[ERROR]))
 
 
-def train(pair: PairConfig) -> None:
-    """Train the pair with progress per model and loss curves that grow while it runs."""
+def train(pair: PairConfig, fresh: bool = False) -> None:
+    """Train the pair with progress per model and loss curves that grow while it runs.
+
+    Runs trained before come from the cache, unless `fresh` asks for a new training or the
+    pair cannot be repeated (its numbers change from one fresh process to the next): a
+    cached copy of such a run would pass one earlier sample off as the result.
+    """
+    from core.export import not_reproducible
     from ui import charts  # not on the first page; usually loaded by then (prepare_in_background)
+
+    reuse = not fresh and not (not_reproducible(pair.a) or not_reproducible(pair.b))
 
     epochs = {"a": pair.a.training.epochs, "b": pair.b.training.epochs}
     rows: list[dict] = []
@@ -101,7 +109,7 @@ def train(pair: PairConfig) -> None:
                 bars[model].progress(1.0, text=plain(f"{label}: {event['message']}"))
 
         try:
-            result = run_pair(pair, on_event=on_event)
+            result = run_pair(pair, on_event=on_event, reuse=reuse)
         except ConfigError as e:
             result = None
             st.session_state[ERROR] = str(e)
@@ -109,8 +117,8 @@ def train(pair: PairConfig) -> None:
         if result is not None and result.complete:
             st.session_state[RESULT] = result
             st.session_state[ERROR] = None
-            status.update(label="Served from the cache" if result.cached else "Training done", state="complete",
-                          expanded=False)
+            status.update(label="Served from the cache" if result.cached else "Training done" if reuse else
+                          "Trained fresh (nothing served from the cache)", state="complete", expanded=False)
         else:
             if result is not None:
                 st.session_state[ERROR] = "The run did not finish; the last complete result is still shown. " + \

@@ -59,6 +59,7 @@ def load_pair(pair: PairConfig) -> None:
 
 
 RUN_REQUESTED = "run.requested"
+FRESH = "run.fresh"  # the toggle: train again rather than serve cached runs
 
 
 def _request_run() -> None:
@@ -227,5 +228,12 @@ def render() -> PairConfig | None:
         left.button("Run", type="primary", key="run", disabled=pair is None or no_csv, width="stretch",
                     on_click=_request_run)
         right.button("Stop", key="stop", width="stretch", help="Stops a training in progress.")
+        st.toggle("Train fresh", key=FRESH, on_change=_remember, args=(FRESH,),
+                  help="Trains A and B again instead of serving runs trained before from the cache. A pair that "
+                       "cannot be repeated (e.g. unseeded) is always trained fresh.")
     return pair
+
+
+def fresh_requested() -> bool:
+    return bool(st.session_state.get(FRESH))
 
