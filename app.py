@@ -18,7 +18,8 @@ if "loaded" not in st.session_state:  # a new session: the link (or the default 
     sidebar.load_pair(pair)
     if st.query_params:  # a shared link opens on its results when this server has them
         run.show_cached(pair)
-    sidebar.set_scenario(sidebar.CUSTOM if st.query_params else DEFAULT_PRESET)
+    named = state.scenario_in(st.query_params)
+    sidebar.set_scenario(named or (sidebar.CUSTOM if st.query_params else DEFAULT_PRESET))
     st.session_state["link_warnings"] = warnings
     st.session_state["loaded"] = True
 
@@ -28,6 +29,8 @@ pair = sidebar.render()
 st.session_state[run.SIDEBAR_PAIR] = pair
 if pair is not None:
     params = state.to_params(pair)
+    if st.session_state["scenario"] != sidebar.CUSTOM:
+        params[state.SCENARIO] = st.session_state["scenario"]
     if st.query_params.to_dict() != params:
         st.query_params.from_dict(params)
 

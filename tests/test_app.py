@@ -323,3 +323,24 @@ def test_train_fresh_retrains_a_repeatable_pair_to_the_same_bits(app_test_pages,
     _click_run(at)
     fresh = at.session_state["result"]
     assert not fresh.cached and same_arrays(fresh, cached)
+
+
+def test_the_scenario_travels_in_the_link_and_shows_when_it_was_edited(app_test_pages):
+    at = _app()
+    at.run()
+    at.sidebar.selectbox(key="scenario").set_value("run-it-twice")
+    at.run()
+    params = {k: at.query_params[k] for k in at.query_params}
+    assert params == {"scenario": "run-it-twice", "init": "none"}  # a pair of nothing but defaults, named
+    reopened = _app(params)
+    reopened.run()
+    assert not reopened.exception and not reopened.warning
+    assert reopened.session_state["scenario"] == "run-it-twice"
+    assert state.from_state(reopened.session_state) == PRESETS["run-it-twice"].pair()
+    assert reopened.sidebar.caption[0].value == PRESETS["run-it-twice"].description
+    _set(reopened, **{"a.training.epochs": 3})
+    assert reopened.sidebar.caption[0].value.startswith("**Edited** since it was loaded.")
+    assert reopened.query_params["scenario"] == "run-it-twice" and reopened.query_params["a.training.epochs"] == "3"
+    by_name = _app({"scenario": "batch-order"})  # a hand-written link with just the name
+    by_name.run()
+    assert state.from_state(by_name.session_state) == PRESETS["batch-order"].pair()

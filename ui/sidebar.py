@@ -202,7 +202,12 @@ def render() -> PairConfig | None:
         st.selectbox("Scenario", [CUSTOM, *PRESETS], key="scenario", on_change=_load_scenario,
                      help="Loads a ready-made pair; every control below can then be changed.")
         if st.session_state["scenario"] != CUSTOM:
-            st.caption(PRESETS[st.session_state["scenario"]].description)
+            preset = PRESETS[st.session_state["scenario"]]
+            try:
+                edited = state.from_state(st.session_state) != preset.pair()
+            except ConfigError:
+                edited = True
+            st.caption(("**Edited** since it was loaded. Loaded: " if edited else "") + preset.description)
         with st.expander("Data (shared by A and B)"):
             _data_inputs()
         with st.expander("Architecture and training (shared)"):

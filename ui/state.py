@@ -3,7 +3,8 @@
 URL keys: `data.<field>` for the shared data, `a.<section.field>` for A's settings,
 `b.<section.field>` for each factor in which B differs, `init=a` when B starts from
 A's initial weights (`init=none` alone for a pair of nothing but defaults, since an empty
-link opens the default scenario). Only values away from the defaults are written, so a link is
+link opens the default scenario), and `scenario=<preset>` when the pair was loaded from a
+scenario (edited or not), so that a recipient sees its name and description. Only values away from the defaults are written, so a link is
 short. Reading never raises: a parameter that makes no sense becomes a warning and
 falls back to the default.
 """
@@ -15,11 +16,18 @@ from typing import Any, Mapping
 
 from core.config import ConfigError, DataConfig, PairConfig, RunConfig, run_paths, shorten
 from core.factors import BY_PATH, DATA_RULES, Choice, Number, make_pair
-from core.presets import default_pair
+from core.presets import PRESETS, default_pair
 
 DATA_FIELDS = [f.name for f in dataclasses.fields(DataConfig)]
 NOT_IN_LINKS = {"csv_path"}  # an uploaded file lives on this server only
 ECHO = 80  # characters of a link's key or value repeated in a warning
+SCENARIO = "scenario"
+
+
+def scenario_in(params: Mapping[str, str]) -> str | None:
+    """The scenario a link names, if it is one this app knows."""
+    name = params.get(SCENARIO)
+    return name if name in PRESETS else None
 
 
 def encode(value: Any) -> str:
@@ -73,12 +81,16 @@ def from_params(params: Mapping[str, str]) -> tuple[PairConfig, list[str]]:
     """The pair a link describes, and a warning for each parameter that was ignored."""
     if not params:
         return default_pair(), []
+    if set(params) == {SCENARIO} and scenario_in(params):  # a hand-written link: just the scenario's name
+        return PRESETS[params[SCENARIO]].pair(), []
     warnings: list[str] = []
     data, a, b, init = {}, RunConfig(), {}, False
     for key, text in params.items():
         head, _, rest = key.partition(".")
         try:
-            if key == "init":
+            if key == SCENARIO:
+                decode(text, Choice(tuple(PRESETS)), key)  # read by scenario_in; here only checked
+            elif key == "init":
                 init = decode(text, Choice(("a", "none")), "init") == "a"
             elif head == "data" and rest in DATA_RULES and rest not in NOT_IN_LINKS:
                 data[rest] = decode(text, DATA_RULES[rest], key)
