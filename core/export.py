@@ -74,6 +74,11 @@ def not_reproducible(run: RunConfig) -> list[str]:
     return reasons
 
 
+def pair_not_reproducible(pair: PairConfig) -> list[str]:
+    """Why A's or B's numbers change from one fresh process to the next (empty when neither does)."""
+    return sorted({reason for run in (pair.a, pair.b) for reason in not_reproducible(run)})
+
+
 def _lit(value: Any) -> str:
     """Python source for a config value, strings in double quotes like the code around them."""
     text = repr(value)

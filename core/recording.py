@@ -13,7 +13,7 @@ from typing import Callable
 
 import numpy as np
 
-from core.budget import snapshot_every
+from core.budget import recorded_epochs, snapshot_every
 
 Emit = Callable[[dict], None]
 
@@ -34,7 +34,7 @@ class Recording:
             raise ValueError(f"weight names are not unique: {names}")
         self.names, self.emit, self.y_test, self.task = names, emit, y_test, task
         self.planned_epochs = planned_epochs
-        self.every = 1
+        self.keep: set[int] = set()  # the epochs to snapshot (core.budget.recorded_epochs)
         self.epochs: list[int] = []  # the epochs snapshotted, 0 = initialisation
         self.snapshots: list[list[np.ndarray]] = []
         self.predictions: list[np.ndarray] = []
@@ -48,7 +48,7 @@ class Recording:
         self.predictions.append(_as_predictions(predictions))
         self.epochs.append(0)
         size = sum(v.nbytes for v in self.snapshots[0]) + self.predictions[0].nbytes
-        self.every = snapshot_every(size, self.planned_epochs)
+        self.keep = set(recorded_epochs(self.planned_epochs, snapshot_every(size, self.planned_epochs)))
         self.emit({"type": "init", "weights": dict(zip(self.names, self.snapshots[0]))})
 
     def epoch_end(self, loss: float, metric: float, values: list[np.ndarray], predictions) -> bool:
@@ -61,7 +61,7 @@ class Recording:
         if not math.isfinite(row["loss"]) and self.diverged_epoch is None:
             self.diverged_epoch = row["epoch"]
         epoch = row["epoch"]
-        if epoch % self.every == 0 or epoch == self.planned_epochs or self.diverged_epoch is not None:
+        if epoch in self.keep or self.diverged_epoch is not None:  # a diverged run's record ends here
             self.snapshots.append([np.array(v, copy=True) for v in values])
             self.predictions.append(predictions)
             self.epochs.append(epoch)

@@ -1,9 +1,8 @@
 """What every page starts with."""
 
-import json
-
 import streamlit as st
 
+from core.batch import plain
 from core.pair import PairResult
 from ui import run
 
@@ -18,16 +17,14 @@ def result_or_stop() -> PairResult:
         st.info("Pick a scenario or set up A and B in the sidebar, then press **Run**.")
         st.stop()
     pair = st.session_state.get(run.SIDEBAR_PAIR)
-    if pair is None or json.loads(json.dumps(pair.to_dict())) != result.summary["config"]:
+    if pair is None or plain(pair.to_dict()) != result.summary["config"]:
         st.info("These results are for an earlier setup, not the one in the sidebar now: press **Run** to train "
                 "the current one.", icon=":material/history:")
     if result.cached:
-        from core.export import not_reproducible
+        from core.export import pair_not_reproducible
         from core.factors import parse_pair
 
-        shown = parse_pair(result.summary["config"])
-        reasons = sorted({reason for run in (shown.a, shown.b) for reason in not_reproducible(run)})
-        if reasons:
+        if reasons := pair_not_reproducible(parse_pair(result.summary["config"])):
             st.info(f"This pair cannot be repeated ({'; '.join(reasons)}): these numbers are one earlier training "
                     "kept in the cache. **Run** trains it again.", icon=":material/casino:")
     return result

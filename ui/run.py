@@ -75,10 +75,10 @@ def train(pair: PairConfig, fresh: bool = False) -> None:
     pair cannot be repeated (its numbers change from one fresh process to the next): a
     cached copy of such a run would pass one earlier sample off as the result.
     """
-    from core.export import not_reproducible
+    from core.export import pair_not_reproducible
     from ui import charts  # not on the first page; usually loaded by then (prepare_in_background)
 
-    reuse = not fresh and not (not_reproducible(pair.a) or not_reproducible(pair.b))
+    reuse = not fresh and not pair_not_reproducible(pair)
 
     epochs = {"a": pair.a.training.epochs, "b": pair.b.training.epochs}
     rows: list[dict] = []
