@@ -16,8 +16,7 @@ st.set_page_config(page_title="Divergence Lab", page_icon=":material/compare_arr
 if "loaded" not in st.session_state:  # a new session: the link (or the default scenario) sets every control
     pair, warnings = state.from_params(st.query_params.to_dict())
     sidebar.load_pair(pair)
-    if st.query_params:  # a shared link opens on its results when this server has them
-        run.show_cached(pair)
+    run.show_cached(pair)  # a shared link, or the default scenario, opens on its results when this server has them
     named = state.scenario_in(st.query_params)
     sidebar.set_scenario(named or (sidebar.CUSTOM if st.query_params else DEFAULT_PRESET))
     st.session_state["link_warnings"] = warnings

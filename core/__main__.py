@@ -51,6 +51,8 @@ def summary_lines(result) -> list[str]:
         lines.append(f"prediction max |A-B|: {_number(c['prediction_max_abs_delta'], '.6g')}; "
                      f"class disagreement rate: {_number(c['disagreement_rate'], '.4g')} "
                      f"(over the {c['compared_samples']} test samples both predict finitely)")
+    if d := s.get("diagnosis"):
+        lines += [f"why: {d['name']}. {d['sentence']}", *(f"  {line}" for line in d["evidence"])]
     lines.append("served from cache" if result.cached else "trained now")
     return lines
 

@@ -54,8 +54,8 @@ from core.pool import DEFAULT_TIMEOUT_S, Job, Progress, WorkerPool, default_pool
 from core.storage import cache_root, evict_least_recent, limit_bytes, private_dir, touch
 
 PACKAGES = ("tensorflow", "keras", "tf-keras", "numpy", "scikit-learn", "pandas")
-ARRAYS = ("predictions", "grid_predictions")  # outcome fields kept as arrays, besides the weights
-RECORD_VERSION = 3  # part of every key: raise it when what a worker records changes, so old entries are not served
+ARRAYS = ("predictions", "grid_predictions", "test_inputs")  # outcome fields kept as arrays, besides the weights
+RECORD_VERSION = 4  # part of every key: raise it when what a worker records changes, so old entries are not served
 MB = 2**20
 DISK_LIMIT_ENV = "DIVERGENCE_LAB_CACHE_MB"
 DEFAULT_DISK_MB = 2048  # the runs folder's size limit unless DIVERGENCE_LAB_CACHE_MB says otherwise
@@ -63,7 +63,8 @@ DEFAULT_MEMORY_MB = 128  # arrays kept in the memory tier (the Streamlit process
 ENTRY = "entry"  # run.json's field with the entry's digests
 # What a cached result must hold besides its arrays (what run_job returns; _run_summary and run_batch read them).
 SUMMARY_FIELDS = {"history": list, "recorded_epochs": list, "diverged_epoch": (int, type(None)), "effective": dict,
-                  "versions": dict, "timings": dict, "n_train_rows": int, "peak_rss_mb": (int, float)}
+                  "versions": dict, "timings": dict, "n_train_rows": int, "peak_rss_mb": (int, float),
+                  "train_inputs_digest": str}
 STALE_S = 3600  # a hidden write or removal in progress older than this was left by a process that died
 
 
@@ -135,7 +136,7 @@ def _valid_summary(summary) -> bool:
 
 
 def _valid_names(names) -> bool:
-    return "predictions" in names and any(n.startswith("weights/") and len(n) > len("weights/") for n in names)
+    return {"predictions", "test_inputs"} <= set(names) and any(n.startswith("weights/") and len(n) > len("weights/") for n in names)
 
 
 def _valid_arrays(arrays: dict) -> bool:
@@ -230,6 +231,16 @@ class RunCache:
             outcome = item[0]
         touch(self.directory / key)  # a use: the disk's least-recently-used order
         return {**outcome, "cached": True}
+
+    def empty(self) -> bool:
+        """Nothing saved and nothing in memory: a look-up would miss without loading any data."""
+        with self.lock:
+            if self.memory:
+                return False
+        try:
+            return not any(self.directory.iterdir())
+        except OSError:
+            return True
 
     def has(self, key: str) -> bool:
         """Whether get() would serve the run; reads an entry's files only the first time it sees them."""

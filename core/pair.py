@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from core import data as data_module
+from core import diagnosis
 from core.batch import (Planned, RunCache, default_cache, json_default, library_versions, plain, run_batch,
                         run_keys)
 from core.compare import compare_runs
@@ -93,23 +94,31 @@ def _run_summary(run, outcome: dict) -> dict:
     }
 
 
-def cached_result(pair: PairConfig, cache: RunCache | None = None) -> PairResult | None:
-    """The pair's result if the cache has both runs (nothing is trained); None otherwise or if the data cannot load."""
+def full_plan(pair: PairConfig, checks: bool = True) -> dict[str, Planned]:
+    """A and B, and (with `checks`) the runs the diagnosis of why they differ needs."""
+    return {**pair_plan(pair), **(diagnosis.checks_plan(pair) if checks else {})}
+
+
+def cached_result(pair: PairConfig, cache: RunCache | None = None, checks: bool = True) -> PairResult | None:
+    """The pair's result if the cache has all its runs (nothing is trained); None otherwise or if the data cannot load."""
+    cache = cache or default_cache()
+    if cache.empty():  # a fresh server: answer without loading the data (the first page draws sooner)
+        return None
     try:
         ds = data_module.load(pair.data)
     except ConfigError:
         return None
-    plan = pair_plan(pair)
+    plan = full_plan(pair, checks)
     keys = run_keys(plan, ds.fingerprint())
-    cache = cache or default_cache()
-    outcomes = {m: cache.get(keys[m]) for m in MODELS}
-    return None if None in outcomes.values() else _assemble(pair, ds, keys, outcomes)
+    outcomes = {name: cache.get(key) for name, key in keys.items()}
+    return None if None in outcomes.values() else _assemble(pair, ds, keys, outcomes, checks)
 
 
 def run_pair(pair: PairConfig, pool: WorkerPool | None = None, on_event: Progress | None = None,
              cancel: threading.Event | None = None, cache: RunCache | None | bool = True,
-             timeout_s: float = DEFAULT_TIMEOUT_S, reuse: bool = True) -> PairResult:
-    """Train A and B in fresh workers (each served from the run cache if it was trained before).
+             timeout_s: float = DEFAULT_TIMEOUT_S, reuse: bool = True, checks: bool = True) -> PairResult:
+    """Train A and B in fresh workers (each served from the run cache if it was trained before),
+    and with `checks` the runs that diagnose why they differ (core.diagnosis).
 
     Raises ConfigError for data that cannot be loaded; a failed run comes back as a
     result whose run has status 'error' (or 'cancelled') and a message.
@@ -117,12 +126,12 @@ def run_pair(pair: PairConfig, pool: WorkerPool | None = None, on_event: Progres
     afresh and puts them in the cache in place of earlier trainings.
     """
     ds = data_module.load(pair.data)
-    plan = pair_plan(pair)
+    plan = full_plan(pair, checks)
     outcomes = run_batch(plan, ds, pool, on_event, cancel, cache, timeout_s, reuse)
-    return _assemble(pair, ds, run_keys(plan, ds.fingerprint()), outcomes)
+    return _assemble(pair, ds, run_keys(plan, ds.fingerprint()), outcomes, checks)
 
 
-def _assemble(pair: PairConfig, ds, keys: dict[str, str], outcomes: dict[str, dict]) -> PairResult:
+def _assemble(pair: PairConfig, ds, keys: dict[str, str], outcomes: dict[str, dict], checks: bool) -> PairResult:
     arrays = {"data/x_test": ds.x_test, "data/y_test": ds.y_test}
     if ds.grid is not None:
         arrays["data/grid"] = ds.grid
@@ -134,6 +143,7 @@ def _assemble(pair: PairConfig, ds, keys: dict[str, str], outcomes: dict[str, di
                  "image_shape": ds.image_shape, "class_names": ds.class_names, "fingerprint": ds.fingerprint()},
         "versions": library_versions(),
         "compare": None,
+        "diagnosis": None,
     }
     runs = {"a": pair.a, "b": pair.b}
     for m in MODELS:
@@ -148,5 +158,7 @@ def _assemble(pair: PairConfig, ds, keys: dict[str, str], outcomes: dict[str, di
         summary["compare"] = compare_runs(result.weights("a"), result.weights("b"),
                                           result.prediction_history("a"), result.prediction_history("b"), ds.task,
                                           result.recorded_epochs("a"), result.recorded_epochs("b"))
+        if checks:
+            summary["diagnosis"] = diagnosis.diagnose(pair, summary["compare"], outcomes, ds.task)
     result.summary = plain(summary)
     return result

@@ -29,7 +29,8 @@ class Preset:
 
 PRESETS: dict[str, Preset] = {p.name: p for p in (
     Preset("keras3-vs-tf-keras", "Same seed, same network, fit's own shuffle: Keras 3 against legacy tf.keras "
-           "(Keras 2).", {"training": {"batch_order": "framework"}}, {"engine.name": "tf_keras"}),
+           "(Keras 2, the tf_keras package; tf.keras itself is Keras 3 from TensorFlow 2.16 unless "
+           "TF_USE_LEGACY_KERAS=1).", {"training": {"batch_order": "framework"}}, {"engine.name": "tf_keras"}),
     Preset("tf-seed-not-enough", "A and B identical, seeded only with np.random.seed + tf.random.set_seed, "
            "each in a fresh process.", {"seeding": {"policy": "numpy_tf"}}, {}),
     Preset("adam-epsilon", "Adam's epsilon: Keras's 1e-7 against PyTorch/TF1's 1e-8, from the same initial weights.",

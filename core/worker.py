@@ -76,6 +76,8 @@ def _effective_runtime(tf, run) -> dict:
         "onednn": {"1": "on", "0": "off", None: "TensorFlow default (on for x86 Linux builds)"}[onednn_env],
         "op_determinism": is_op_determinism_enabled(),
         "tf32": tf.config.experimental.tensor_float_32_execution_enabled(),
+        # What `tf.keras` is in this TensorFlow: Keras 3 (keras.src) from TF 2.16 unless TF_USE_LEGACY_KERAS=1.
+        "tf.keras is": tf.keras.Sequential.__module__,
         "env": {k: os.environ[k] for k, _ in worker_env(run) if k in os.environ},
         "machine": {**cpu(), "platform": platform.platform(),
                     **{k: str(v) for k, v in tf.sysconfig.get_build_info().items()
@@ -183,8 +185,14 @@ def run_job(tf, K, job: dict, out, inp) -> dict:
             raise RuntimeError(f"worker imported {K.__name__} but the run asks for the {engine} engine")
         record = engine_keras.train(K, engine, run, ds, x_train, y_train, x_test, emit, wait_for_init)
     rec = record["recording"]
+    import hashlib
+
     import numpy as np
 
+    train_inputs = hashlib.sha256()
+    for a in (x_train, y_train):
+        a = np.ascontiguousarray(a)
+        train_inputs.update(f"{a.dtype.str}|{a.shape}|".encode() + a.tobytes())
     return {
         "history": rec.history,
         "diverged_epoch": rec.diverged_epoch,
@@ -193,6 +201,9 @@ def run_job(tf, K, job: dict, out, inp) -> dict:
         "recorded_epochs": rec.epochs,
         "grid_predictions": None if grid is None else np.asarray(record["predict"](grid), dtype=np.float64),
         "n_train_rows": int(len(x_train)),
+        # What preprocessing handed to training: the diagnosis compares A's and B's.
+        "train_inputs_digest": train_inputs.hexdigest(),
+        "test_inputs": np.asarray(x_test),
         "effective": {**record["effective"], **_effective_runtime(tf, run)},
         "versions": {**record["versions"], "numpy": np.__version__, "python": sys.version.split()[0]},
         "timings": {"import_s": job["import_s"], "build_s": rec.initialised_at - t0,

@@ -77,38 +77,45 @@ attribution = analysis.attribution(pair, {k: outcomes[k] for k in analysis.attri
 if "error" in attribution:
     st.error(plain(attribution["error"]))
 elif not attribution["factors"]:
-    st.write("A and B differ in no factor: any gap is what running twice gives (below).")
+    st.write("A and B differ in no factor: any difference is what running twice gives (below).")
+elif len(attribution["factors"]) == 1:  # a share of 100% by construction explains nothing
+    st.write(f"B differs from A in one factor, {factor(attribution['factors'][0]['factor']).label}, so it accounts for "
+             "the whole difference by definition. How it acts is the Overview's diagnosis: "
+             + (plain(result.summary["diagnosis"]["sentence"], limit=2000) if result.summary.get("diagnosis")
+                else "train the pair again to see it."))
 else:
     shares = pd.DataFrame([{"factor": factor(f["factor"]).label, "measure": measure,
                             "share": f[f"{measure}_share"]}
                            for f in attribution["factors"] for measure in ("prediction", "weights")])
     st.altair_chart(charts.attribution_shares(shares.dropna()), width="stretch")
     for name, epoch in attribution["diverged"].items():
-        st.warning(plain(f"{name} diverged at epoch {epoch} (its loss became non-finite): the gaps to it are not "
-                         "finite, so the shares that need them are left out."))
+        st.warning(plain(f"{name} diverged at epoch {epoch} (its loss became non-finite): the differences to it "
+                         "are not finite, so the shares that need them are left out."))
     for measure, interacts in attribution["interacts"].items():
         if interacts:
             total = shares[shares["measure"] == measure]["share"].sum()
-            st.warning(f"The {measure} shares add up to {total:.0%}, not 100%: the factors interact.")
+            st.warning(f"The shares of the {charts.SHARE_MEASURES[measure]} add up to {total:.0%}, not 100%: "
+                       "the factors interact.")
 
-st.subheader("Is the gap bigger than seed noise?")
+st.subheader("Do A and B differ more than seed noise?")
 noise = analysis.noise_floor(pair, {k: outcomes[k] for k in analysis.noise_plan(pair, seeds)},
                              result.summary["compare"]["prediction_rms_delta"])
 if "error" in noise:
     st.error(plain(noise["error"]))
 else:
-    st.altair_chart(charts.noise_floor(pd.DataFrame({"run": list(noise["noise"]), "gap": list(noise["noise"].values())}),
-                                       noise["gap"]), width="stretch")
+    seeds_gap = pd.DataFrame({"run": list(noise["noise"]), "gap": list(noise["noise"].values())})
+    st.altair_chart(charts.noise_floor(seeds_gap, noise["gap"]), width="stretch")
     for name, epoch in noise["diverged"].items():
         st.warning(plain(f"{name} diverged at epoch {epoch} (its loss became non-finite) and is left out."))
     if noise["within_noise"] is None:
-        st.write("The A–B gap itself is not finite (a run diverged), so it cannot be set against seed noise.")
+        st.write("The A vs B difference itself is not finite (a run diverged), so it cannot be set against seed "
+                 "noise.")
     elif noise["within_noise"]:
-        st.write(f"Within seed noise: the A–B gap ({noise['gap']:.3g}) is no larger than the largest "
-                 f"seed-to-seed gap ({noise['max']:.3g}).")
+        st.write(f"Within seed noise: the {charts.GAP['rms']} between A and B ({noise['gap']:.3g}) is no larger "
+                 f"than the largest one between A and A with another seed ({noise['max']:.3g}).")
     else:
-        st.write(f"The gap is {noise['ratio']:.1f}× the median seed noise ({noise['gap']:.3g} against "
-                 f"{noise['median']:.3g}).")
+        st.write(f"The {charts.GAP['rms']} between A and B is {noise['ratio']:.1f}× the median seed noise "
+                 f"({noise['gap']:.3g} against {noise['median']:.3g}).")
 
 st.subheader("Run it twice")
 twice = analysis.run_twice({k: outcomes[k] for k in analysis.run_twice_plan(pair)})
@@ -139,8 +146,8 @@ if stairs_key in st.session_state:
     else:
         st.altair_chart(charts.staircase(pd.DataFrame(stairs["steps"])), width="stretch")
         for name, epoch in stairs["diverged"].items():
-            st.warning(plain(f"{name} diverged at epoch {epoch} (its loss became non-finite): its gap to A is not "
-                             "finite."))
+            st.warning(plain(f"{name} diverged at epoch {epoch} (its loss became non-finite): its difference to A "
+                             "is not finite."))
         if stairs["lands_on_run_twice_level"]:
             st.write("With every factor aligned the last step lands where running A twice lands.")
         elif not stairs["diverged"]:

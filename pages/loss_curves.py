@@ -14,5 +14,7 @@ measure = left.radio("Show", ["loss", "metric"], horizontal=True,
 log_scale = right.toggle("Log scale", value=False)
 history = tables.history(result)
 st.altair_chart(charts.loss_curves(history, measure, log_scale), width="stretch")
+st.caption("A: wide pale line, hollow dots. B: thin line, small filled dots, drawn on top: where the curves "
+           "coincide, B runs inside A. Solid: train, dashed: test.")
 st.subheader("A − B per epoch")
 st.altair_chart(charts.gap_per_epoch(tables.gaps(history, measure), measure), width="stretch")

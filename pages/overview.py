@@ -5,6 +5,7 @@ import json
 import streamlit as st
 
 from ui.page import result_or_stop
+from ui.text import plain
 
 result = result_or_stop()
 # Imported after the no-result stop: every first visit lands here, and draws sooner
@@ -14,6 +15,10 @@ from ui import charts, tables  # noqa: E402
 s = result.summary
 
 st.header("Overview")
+if diagnosis := s.get("diagnosis"):
+    st.markdown(f"**{diagnosis['name']}.** {plain(diagnosis['sentence'], limit=2000)}")
+    with st.expander("The evidence, measured by this pair's runs"):
+        st.markdown("\n".join(f"- {plain(line, limit=2000)}" for line in diagnosis["evidence"]))
 for sentence in tables.verdict(result):
     st.markdown(f"- {sentence}")
 

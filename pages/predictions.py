@@ -12,7 +12,8 @@ st.header("Predictions")
 frame = tables.predictions(result)
 classify = data["task"] == "classification"
 left, right = st.columns(2)
-left.altair_chart(charts.histogram(frame, "delta", "Largest |A − B| per test sample"), width="stretch")
+left.altair_chart(charts.histogram(frame, "delta", f"{charts.GAP['largest'].capitalize()}, one per sample",
+                                   "|A − B|"), width="stretch")
 right.altair_chart(charts.scatter_a_vs_b(frame), width="stretch")
 right.caption("Each model's probability of the true class." if classify else "Each model's prediction.")
 

@@ -17,6 +17,12 @@ right.altair_chart(charts.histogram_overlay(tables.weight_values(result, name, -
 st.altair_chart(charts.histogram(tables.weight_delta(result, name, -1), "A − B", "A − B after the last epoch"),
                 width="stretch")
 st.subheader("Distance per epoch")
-measure = st.radio("Measure", ["l2", "relative", "max_abs", "cosine"], horizontal=True)
+left, right = st.columns([3, 1])
+measure = left.radio("Measure", list(charts.WEIGHT_MEASURES), format_func=charts.WEIGHT_MEASURES.get)
 distances = tables.distances(result)
-st.altair_chart(charts.weight_distance(distances[distances["layer"] != "all weights"], measure), width="stretch")
+distances = distances[distances["layer"] != "all weights"]
+# On by default where the distances span decades: a linear axis shows those as flat, then a jump.
+log_scale = right.toggle("Log scale", value=charts.spans_decades(distances[measure]), disabled=measure == "cosine",
+                         help="A log axis cannot show 0: epochs where A and B are bitwise equal sit on the labelled "
+                              "line at the bottom.")
+st.altair_chart(charts.weight_distance(distances, measure, log_scale), width="stretch")

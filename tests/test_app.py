@@ -62,6 +62,10 @@ def test_every_page_renders_the_measured_numbers(app_test_pages, digits_app):
     c = result.summary["compare"]
     at.switch_page("pages/overview.py").run()
     assert not at.exception
+    diagnosis = result.summary["diagnosis"]  # the first sentence: the mechanism the runs found
+    assert diagnosis["mechanism"] == "update_arithmetic"
+    assert unescaped(at.main.markdown[0].value) == f"**Update arithmetic.** {diagnosis['sentence']}"
+    assert "epsilon, 1e-08 instead of A's 1e-07" in diagnosis["sentence"]
     shown = {m.label: m.value for m in at.metric}
     assert shown["Largest prediction gap"] == f"{c['prediction_max_abs_delta']:.3g}"
     assert shown["Test predictions that change class"] == f"{c['disagreements']} of 360"
@@ -218,22 +222,23 @@ def test_attribution_page_runs_the_batch_and_shows_the_shares(app_test_pages, di
     assert not at.exception
     at.main.number_input[0].set_value(1)
     at.run()
-    # A and B come from the pair; A with epsilon swapped is B: B with it set back, one seed, A again.
-    assert "**3 runs** to train (6 epochs in all); 3 of the 6 planned runs were trained before" in at.markdown[0].value
+    # A, B and A again come from the pair (A again checked its diagnosis); A with epsilon swapped is B:
+    # B with it set back and one seed to train.
+    assert "**2 runs** to train (4 epochs in all); 4 of the 6 planned runs were trained before" in at.markdown[0].value
     at.main.button[0].click()
     at.run(timeout=300)
     assert not at.exception and not at.error
-    shares = _chart_data(at, 0)
-    assert set(shares["factor"]) == {"epsilon"} and shares["share"].tolist() == [1.0, 1.0]
     texts = " ".join(m.value for m in at.markdown)
+    # One factor: its 100% share is true by definition, so the page gives the Overview's diagnosis instead.
+    assert "one factor, epsilon, so it accounts for the whole difference by definition" in unescaped(texts)
     assert "A trained twice in fresh processes is bitwise identical." in texts
     assert "seed noise" in texts
     assert "nothing to train, all 3 planned runs were trained before" in texts  # the staircase reuses them all
     at.main.button[1].click()
     at.run(timeout=300)
     assert not at.exception
-    steps = _chart_data(at, 2)
-    assert steps["aligned"].tolist() == ["nothing yet", "optimizer.epsilon"] and steps["prediction"].iloc[-1] == 0.0
+    steps = _chart_data(at, 1)
+    assert steps["label"].tolist() == ["B as is", "+ epsilon"] and steps["prediction"].iloc[-1] == 0.0
     assert any("lands where running A twice lands" in m.value for m in at.markdown)
 
 

@@ -1,8 +1,11 @@
-"""One real-browser test: the real server, Debian's Chromium driven by Playwright.
+"""Real-browser tests: the real server, Debian's Chromium driven by Playwright.
 
-Opens the app, runs the default scenario, visits every page (starting and stopping the
-analysis batch on the way), finds no exception, and saves a screenshot of each page under
-test-artifacts/ (or $TEST_ARTIFACTS).
+In file order, on one server: the first upload on the fresh server is kept; the first page's
+gallery runs a scenario in one click (trained fresh, as the toggle asks) and a sidebar change
+then marks the result stale; the default scenario runs and every page is visited (starting and
+stopping the analysis batch on the way) with no exception; a link with a scenario opens it; the
+theme follows the viewer's light or dark setting. Screenshots go under test-artifacts/ (or
+$TEST_ARTIFACTS).
 """
 
 import os
@@ -17,6 +20,9 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import sync_playwright
 
+from core.presets import DEFAULT_PRESET, PRESETS
+from ui import gallery
+
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = Path(os.environ.get("TEST_ARTIFACTS", ROOT / "test-artifacts"))
 CHROMIUM = "/usr/bin/chromium"
@@ -24,6 +30,7 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run
                   "--disable-component-update", "--disable-sync"]
 PAGES = ["Overview", "Loss curves", "Weights", "Predictions", "Attribution", "Reproduce"]
 IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
+VIEWPORT = {"width": 1400, "height": 1000}
 
 
 def _free_port() -> int:
@@ -59,78 +66,159 @@ def server(tmp_path_factory):
         proc.kill()
 
 
+@pytest.fixture(scope="module")
+def browser():
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        yield chromium
+        chromium.close()
+
+
 def _settle(page) -> None:
     page.wait_for_timeout(300)  # let a rerun that was just triggered begin
     page.wait_for_selector(IDLE, timeout=240_000)
 
 
-def test_the_first_upload_on_a_fresh_server_is_kept(server, tmp_path):
+def _luminance(css_color: str) -> float:
+    """WCAG relative luminance of a computed CSS colour, "rgb(r, g, b)"."""
+    channels = [int(v) / 255 for v in re.findall(r"[\d.]+", css_color)[:3]]
+    r, g, b = (c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels)
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def test_the_first_upload_on_a_fresh_server_is_kept(server, browser, tmp_path):
     """First in this module, so the server is fresh: its first run happens in Streamlit's pages-folder
     mode, under another script hash than later runs, and used to drop the first upload."""
     table = tmp_path / "table.csv"
     table.write_text("x1,x2,label\n" + "".join(f"{i},{(i * 7) % 5},{i % 2}\n" for i in range(60)))
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.goto(f"{server}/?data.dataset=csv")
-        _settle(page)
-        page.get_by_text("Data (shared by A and B)").click()
-        run = page.get_by_test_id("stSidebar").get_by_role("button", name="Run", exact=True)
-        assert run.is_disabled()  # no CSV yet
-        page.locator('input[type="file"]').set_input_files(str(table))
-        page.get_by_text("Target column").wait_for(timeout=60_000)
-        _settle(page)
-        assert page.get_by_text("table.csv").count() >= 1 and not run.is_disabled()
-        browser.close()
+    page = browser.new_page(viewport=VIEWPORT)
+    page.goto(f"{server}/?data.dataset=csv")
+    _settle(page)
+    page.get_by_text("Data (shared by A and B)").click()
+    run = page.get_by_test_id("stSidebar").get_by_role("button", name="Run", exact=True)
+    assert run.is_disabled()  # no CSV yet
+    page.locator('input[type="file"]').set_input_files(str(table))
+    page.get_by_text("Target column").wait_for(timeout=60_000)
+    _settle(page)
+    assert page.get_by_text("table.csv").count() >= 1 and not run.is_disabled()
+    page.close()
 
 
-def test_default_scenario_in_a_real_browser(server):
+def test_the_first_page_runs_a_scenario_in_one_click_trained_fresh_then_stale(server, browser):
+    """Before the default scenario's test: nothing is in the cache yet, so a first visit opens on the gallery.
+    The click trains the default scenario (the next test finds it in the cache), from another scenario's
+    link so that the click changes the sidebar, with Train fresh on (a click runs as Run does)."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page = browser.new_page(viewport={"width": 1400, "height": 1300})  # the whole gallery in the screenshot
+    page.goto(server)
+    _settle(page)
+    for cause in gallery.CAUSES:
+        assert page.get_by_role("heading", name=cause.title).count() == 1
+    page.get_by_role("button", name=DEFAULT_PRESET, exact=True).wait_for()
+    page.screenshot(path=str(ARTIFACTS / "0-first-page.png"), full_page=True)
+
+    page.goto(f"{server}/?scenario=run-it-twice")
+    _settle(page)
+    sidebar = page.get_by_test_id("stSidebar")
+    sidebar.get_by_test_id("stCheckbox").filter(has_text="Train fresh").click()
+    _settle(page)
+    page.get_by_role("button", name=DEFAULT_PRESET, exact=True).click()
+    page.get_by_text("Trained fresh (nothing served from the cache)").wait_for(timeout=240_000)
+    page.get_by_text("Largest prediction gap").wait_for(timeout=60_000)
+    _settle(page)
+    assert sidebar.get_by_role("combobox", name="Scenario").input_value() == DEFAULT_PRESET
+    assert f"scenario={DEFAULT_PRESET}" in page.url
+
+    stale = page.get_by_text("These results are for an earlier setup")
+    assert stale.count() == 0
+    sidebar.get_by_text("Architecture and training (shared)").click()
+    epochs = sidebar.get_by_role("spinbutton", name="Epochs")
+    epochs.fill("1")
+    epochs.press("Enter")
+    stale.wait_for(timeout=60_000)
+    _settle(page)
+    assert page.locator('[data-testid="stException"]').count() == 0
+    page.screenshot(path=str(ARTIFACTS / "10-stale-result.png"), full_page=True)
+    page.close()
+
+
+def test_default_scenario_in_a_real_browser(server, browser):
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page = browser.new_page(viewport=VIEWPORT)
+    page.goto(server)
+    _settle(page)
+    page.get_by_role("button", name="Run", exact=True).click()  # the first page's test trained it: from the cache
+    page.get_by_text("Largest prediction gap").wait_for(timeout=240_000)
+    _settle(page)
+    assert "b.optimizer.epsilon=1e-08" in page.url  # the default scenario's pair lives in the link
+    for i, title in enumerate(PAGES):
+        page.get_by_role("link", name=title).click()
+        _settle(page)
+        if title == "Attribution":  # its charts wait for the user to start the batch; Stop ends it
+            page.get_by_role("button", name="Run the analysis").click()
+            page.get_by_text(re.compile(r"Analysis: .+, epoch \d+")).wait_for(timeout=120_000)
+            page.get_by_test_id("stSidebar").get_by_role("button", name="Stop", exact=True).click()
+            page.get_by_text("Analysis stopped.").wait_for(timeout=60_000)
+            _settle(page)
+            assert page.get_by_text("Which factor caused how much").count() == 0
+        elif title == "Reproduce":
+            page.get_by_role("button", name="Download divergence_pair.py").wait_for(timeout=60_000)
+        else:
+            page.locator(".vega-embed").first.wait_for(timeout=60_000)
+        assert page.locator('[data-testid="stException"]').count() == 0, title
+        assert page.get_by_role("heading", name=title).count() >= 1
+        page.screenshot(path=str(ARTIFACTS / f"{i + 1}-{title.lower().replace(' ', '-')}.png"), full_page=True)
+
+    # Stop: a long run is ended mid-way and the last complete result stays.
+    page.goto(f"{server}/?a.training.epochs=500&a.training.batch_size=4")
+    _settle(page)
+    page.get_by_role("button", name="Run", exact=True).click()
+    page.get_by_text(re.compile(r"A: epoch \d+/500")).wait_for(timeout=120_000)
+    # a run that takes a while gets the live loss chart, growing inside the training status
+    page.get_by_test_id("stExpander").locator(".vega-embed").first.wait_for(timeout=60_000)
+    page.get_by_test_id("stSidebar").get_by_role("button", name="Stop", exact=True).click()
+    page.get_by_text("Training stopped.").wait_for(timeout=60_000)
+    _settle(page)
+    assert page.locator('[data-testid="stException"]').count() == 0
+    page.screenshot(path=str(ARTIFACTS / "7-stopped.png"), full_page=True)
+
+    # Link text is shown as text: no image loaded, no link drawn inside the app's warnings.
+    page.goto(f"{server}/?![px](http://127.0.0.1:9/pixel.png)=1&[Click here to log in](http://127.0.0.1:9/p)=1")
+    _settle(page)
+    alerts = page.get_by_test_id("stAlert").filter(has_text="Ignored the unknown link parameter")
+    assert alerts.count() == 2 and "![px](http://127.0.0.1:9/pixel.png)" in alerts.first.inner_text()
+    assert alerts.locator("img").count() == 0 and alerts.locator("a").count() == 0
+    page.screenshot(path=str(ARTIFACTS / "8-hostile-link.png"), full_page=True)
+    page.close()
+
+
+def test_a_link_with_a_scenario_opens_it_in_the_sidebar(server, browser):
+    page = browser.new_page(viewport=VIEWPORT)
+    # the link the app writes for a pair of nothing but defaults, and a hand-written one with just the name
+    for link in ("/?init=none&scenario=run-it-twice", "/?scenario=run-it-twice"):
+        page.goto(server + link)
+        _settle(page)
+        sidebar = page.get_by_test_id("stSidebar")
+        assert sidebar.get_by_role("combobox", name="Scenario").input_value() == "run-it-twice", link
+        assert sidebar.get_by_text(PRESETS["run-it-twice"].description, exact=True).count() == 1, link  # not edited
+        assert page.locator('[data-testid="stException"]').count() == 0
+    page.close()
+
+
+def test_the_theme_follows_the_viewers_light_or_dark_setting(server, browser):
+    """After the default scenario's test: this server has its result, so a first visit opens on it."""
+    for scheme in ("light", "dark"):
+        page = browser.new_page(viewport=VIEWPORT, color_scheme=scheme)
         page.goto(server)
         _settle(page)
-        page.get_by_role("button", name="Run", exact=True).click()
-        page.get_by_text("Largest prediction gap").wait_for(timeout=240_000)
-        _settle(page)
-        assert "b.optimizer.epsilon=1e-08" in page.url  # the default scenario's pair lives in the link
-        for i, title in enumerate(PAGES):
-            page.get_by_role("link", name=title).click()
-            _settle(page)
-            if title == "Attribution":  # its charts wait for the user to start the batch; Stop ends it
-                page.get_by_role("button", name="Run the analysis").click()
-                page.get_by_text(re.compile(r"Analysis: .+, epoch \d+")).wait_for(timeout=120_000)
-                page.get_by_test_id("stSidebar").get_by_role("button", name="Stop", exact=True).click()
-                page.get_by_text("Analysis stopped.").wait_for(timeout=60_000)
-                _settle(page)
-                assert page.get_by_text("Which factor caused how much").count() == 0
-            elif title == "Reproduce":
-                page.get_by_role("button", name="Download divergence_pair.py").wait_for(timeout=60_000)
-            else:
-                page.locator(".vega-embed").first.wait_for(timeout=60_000)
-            assert page.locator('[data-testid="stException"]').count() == 0, title
-            assert page.get_by_role("heading", name=title).count() >= 1
-            page.screenshot(path=str(ARTIFACTS / f"{i + 1}-{title.lower().replace(' ', '-')}.png"), full_page=True)
-
-        # Stop: a long run is ended mid-way and the last complete result stays.
-        page.goto(f"{server}/?a.training.epochs=500&a.training.batch_size=4")
-        _settle(page)
-        page.get_by_role("button", name="Run", exact=True).click()
-        page.get_by_text(re.compile(r"A: epoch \d+/500")).wait_for(timeout=120_000)
-        # a run that takes a while gets the live loss chart, growing inside the training status
-        page.get_by_test_id("stExpander").locator(".vega-embed").first.wait_for(timeout=60_000)
-        page.get_by_test_id("stSidebar").get_by_role("button", name="Stop", exact=True).click()
-        page.get_by_text("Training stopped.").wait_for(timeout=60_000)
-        _settle(page)
-        assert page.locator('[data-testid="stException"]').count() == 0
-        page.screenshot(path=str(ARTIFACTS / "7-stopped.png"), full_page=True)
-
-        # Link text is shown as text: no image loaded, no link drawn inside the app's warnings.
-        page.goto(f"{server}/?![px](http://127.0.0.1:9/pixel.png)=1&[Click here to log in](http://127.0.0.1:9/p)=1")
-        _settle(page)
-        alerts = page.get_by_test_id("stAlert").filter(has_text="Ignored the unknown link parameter")
-        assert alerts.count() == 2 and "![px](http://127.0.0.1:9/pixel.png)" in alerts.first.inner_text()
-        assert alerts.locator("img").count() == 0 and alerts.locator("a").count() == 0
-        page.screenshot(path=str(ARTIFACTS / "8-hostile-link.png"), full_page=True)
-        browser.close()
+        page.get_by_text("Largest prediction gap").wait_for(timeout=60_000)
+        page.locator(".vega-embed").first.wait_for(timeout=60_000)
+        background = _luminance(page.get_by_test_id("stApp").evaluate("e => getComputedStyle(e).backgroundColor"))
+        heading = page.get_by_role("heading", name="Divergence Lab")
+        title = _luminance(heading.evaluate("e => getComputedStyle(e).color"))
+        assert (background < 0.05) == (scheme == "dark"), (scheme, background)
+        contrast = (max(background, title) + 0.05) / (min(background, title) + 0.05)
+        assert contrast >= 4.5, (scheme, contrast)  # WCAG AA for body text
+        if scheme == "dark":
+            page.screenshot(path=str(ARTIFACTS / "9-dark.png"), full_page=True)
+        page.close()

@@ -235,8 +235,8 @@ def _outcome(values: int, seed: int = 0) -> dict:
     rng = np.random.default_rng(seed)
     return {"type": "result", "history": [{"epoch": 1, "loss": float("nan")}], "recorded_epochs": [0, 1],
             "diverged_epoch": 1, "effective": {}, "versions": {}, "timings": {}, "n_train_rows": 10, "peak_rss_mb": 1.0,
-            "weights": {"dense/kernel": rng.random((2, values // 2 - 10))},
-            "predictions": rng.random((2, 5, 1)), "grid_predictions": None}
+            "train_inputs_digest": "0" * 64, "weights": {"dense/kernel": rng.random((2, values // 2 - 15))},
+            "predictions": rng.random((2, 5, 1)), "grid_predictions": None, "test_inputs": rng.random((5, 2))}
 
 
 def _entries(root: Path) -> set[str]:
@@ -287,7 +287,7 @@ def test_the_memory_tier_is_bounded_by_bytes(tmp_path):
         assert cache.memory_used <= 2 * 2**20
     assert list(cache.memory) == ["k2", "k3"]
     assert cache.memory_used == sum(o["weights"]["dense/kernel"].nbytes + o["predictions"].nbytes
-                                    for o in (outcomes["k2"], outcomes["k3"]))
+                                    + o["test_inputs"].nbytes for o in (outcomes["k2"], outcomes["k3"]))
     assert cache.get("k0")["weights"]["dense/kernel"] is not outcomes["k0"]["weights"]["dense/kernel"]  # from disk
     assert list(cache.memory) == ["k3", "k0"]
     big = _outcome(400_000, seed=9)  # 3.2 MB: served from disk, never held in memory
@@ -323,3 +323,10 @@ def test_threads_saving_and_reading_one_key_leave_one_valid_entry(tmp_path):
     assert errors == [] and all(served)
     assert _entries(tmp_path) == {"k"}
     assert _same_outcome_arrays(RunCache(tmp_path).get("k"), outcome)
+
+
+def test_an_empty_cache_says_so_and_a_saved_run_ends_that(tmp_path):
+    assert RunCache(tmp_path).empty()  # no folder yet
+    cache = RunCache(tmp_path)
+    cache.put("k", _outcome(1_000))
+    assert not cache.empty() and not RunCache(tmp_path).empty()  # in memory, and on disk for a new cache object

@@ -6,9 +6,13 @@ import sys
 
 import pytest
 
+from core.batch import RunCache
 from core.config import DataConfig
+from core.diagnosis import MECHANISMS
+from core.export import not_reproducible
 from core.factors import BY_PATH, make_pair, parse_run
 from core.pair import run_pair
+from core.presets import PRESETS
 
 MOONS = DataConfig(dataset="moons", n_samples=200)
 ENGINE = BY_PATH["engine.name"].mechanism
@@ -48,3 +52,82 @@ def test_tf_keras_is_keras3_unless_legacy_keras_is_asked_for(legacy, module):
     assert done.returncode == 0, done.stderr[-2000:]
     version, where = done.stdout.split()[-2:]
     assert tuple(map(int, version.split(".")[:2])) >= (2, 16) and where.startswith(module)
+
+
+# The mechanism each preset's verdict must name, measured from the preset's own runs (2 epochs).
+# oneDNN's effect depends on the CPU's kernels: on some CPUs only the forward pass over the test
+# set rounds differently, on others nothing does; either is a measured, named answer.
+PRESET_MECHANISM = {
+    "keras3-vs-tf-keras": {"batch_order"},
+    "tf-seed-not-enough": {"initial_weights"},
+    "adam-epsilon": {"update_arithmetic"},
+    "fit-vs-raw-loop": {"update_arithmetic"},
+    "population-vs-sample-std": {"preprocessing"},
+    "mean-vs-median-impute": {"preprocessing"},
+    "float32-vs-float64": {"numerics"},
+    "xla-on-off": {"numerics"},
+    "batch-order": {"batch_order"},
+    "onednn-on-off": {"numerics", "none"},
+    "run-it-twice": {"none"},
+    "custom-layer": {"initial_weights"},
+}
+
+
+def test_the_table_covers_every_preset():
+    assert set(PRESET_MECHANISM) == set(PRESETS)
+
+
+@pytest.fixture(scope="module")
+def shared_cache(tmp_path_factory):
+    """One cache for the table: the presets that share A (the default setup) train it, and A again, once."""
+    return RunCache(tmp_path_factory.mktemp("mechanisms"))
+
+
+@pytest.mark.parametrize("name", sorted(PRESET_MECHANISM))
+def test_each_presets_verdict_names_the_mechanism_its_runs_show(pool, shared_cache, name):
+    result = run_pair(PRESETS[name].pair(epochs=2), pool, cache=shared_cache)
+    diagnosis = result.summary["diagnosis"]
+    assert diagnosis["mechanism"] in PRESET_MECHANISM[name], diagnosis["sentence"]
+    assert diagnosis["name"] == MECHANISMS[diagnosis["mechanism"]]
+    c = result.summary["compare"]
+    initial = {n for n, d in c["per_epoch"][0]["layers"].items() if d["max_abs"] != 0}
+    # The evidence the sentence rests on, read off the comparison independently.
+    if name == "keras3-vs-tf-keras":
+        assert c["first_divergent_epoch"] == 2 and "With one fixed batch order A and B are bitwise identical" in \
+            diagnosis["sentence"]
+        # What each worker's own TensorFlow says tf.keras is (the Overview's environment table shows it).
+        assert result.summary["a"]["effective"]["tf.keras is"].startswith("keras.src.")
+        assert result.summary["b"]["effective"]["tf.keras is"].startswith("tf_keras.")
+    if name == "custom-layer":
+        assert initial == {"scale/w"} and "1 of 7 variables (scale/w)" in diagnosis["sentence"]
+    if name == "tf-seed-not-enough":  # every kernel is drawn anew; the biases start at zero in both
+        assert initial == {n for n in c["per_epoch"][0]["layers"] if n.endswith("kernel")}
+    if diagnosis["mechanism"] == "preprocessing":
+        a, b = (result.summary[m]["history"][0]["loss"] for m in ("a", "b"))
+        assert c["per_epoch"][0]["max_abs"] == 0 and a != b  # same start, other inputs, other first-epoch loss
+    for m in ("a", "b"):  # the XLA factor's sentence: Keras 3's "auto" compiles only where there is a GPU
+        run, effective = getattr(PRESETS[name].pair(), m), result.summary[m]["effective"]
+        if run.engine.name == "keras" and run.numerics.xla == "auto" and effective["device"] == "CPU":
+            assert effective["jit_compile"] is False
+    if diagnosis["mechanism"] in ("update_arithmetic", "numerics", "batch_order") and name != "onednn-on-off":
+        assert not initial and c["first_divergent_epoch"] >= 1
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+def test_numpy_and_tf_seeds_leave_keras_initializers_drawing_from_pythons_random(legacy):
+    assert "np.random.seed + tf.random.set_seed leave the Keras initializers drawing from Python's random" in \
+        not_reproducible(PRESETS["tf-seed-not-enough"].pair().a)
+    # One process, two draws each: reseeding Python's random repeats the weights; reseeding NumPy and TF does not.
+    code = ("import random, numpy as np, tensorflow as tf\n"
+            "import tf_keras as keras\n" if legacy else "import random, numpy as np, tensorflow as tf, keras\n")
+    code += ("def draw():\n"
+             "    return keras.layers.Dense(4, kernel_initializer='glorot_uniform').__call__(np.ones((1, 3), 'float32'))"
+             ".numpy().tobytes()\n"
+             "random.seed(7); one = draw(); random.seed(7); two = draw()\n"
+             "np.random.seed(7); tf.random.set_seed(7); three = draw(); np.random.seed(7); tf.random.set_seed(7); "
+             "four = draw()\n"
+             "print(one == two, three == four)\n")
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split()[-2:] == ["True", "False"]

@@ -70,8 +70,11 @@ def test_runs_that_diverge_at_different_epochs_are_compared_and_every_page_rende
         at.main.button[0].click()
         at.run(timeout=300)
         assert not at.exception, at.exception
-        warnings = unescaped(" ".join(w.value for w in at.warning))
-        assert f"B diverged at epoch {b_end}" in warnings and "shares that need them are left out" in warnings
+        said = unescaped(" ".join(m.value for m in at.main.markdown))
+        # One factor: no 100% share passed off as an explanation, the Overview's diagnosis instead.
+        assert "one factor, Learning rate, so it accounts for the whole difference by definition" in said
+        assert at.session_state["result"].summary["diagnosis"]["sentence"] in said
+        assert len(at.get("vega_lite_chart")) == 0  # no shares chart, and no noise floor (below)
         assert f"A diverged at epoch {a_end}" in unescaped(" ".join(e.value for e in at.error))  # no noise floor
 
 

@@ -23,6 +23,7 @@ MOONS = DataConfig(dataset="moons", n_samples=200)
 
 def _run(pool, pair, **kw):
     kw.setdefault("cache", False)
+    kw.setdefault("checks", False)  # training itself; the diagnosis's runs are tested in test_mechanisms
     result = run_pair(pair, pool, **kw)
     return result
 

@@ -1,5 +1,6 @@
 """URL state, tables and chart builders, without a server (pure functions)."""
 
+import json
 import re
 
 import numpy as np
@@ -95,17 +96,169 @@ def test_chart_builders_encode_the_fields_they_promise():
     r = _result()
     hist = tables.history(r)
     spec = charts.loss_curves(hist, "loss", log_scale=True).to_dict()
-    assert spec["mark"]["type"] == "line" and spec["encoding"]["strokeDash"]["field"] == "split"
-    assert spec["encoding"]["color"]["field"] == "model" and spec["encoding"]["y"]["scale"]["type"] == "log"
+    lines = [layer for layer in spec["layer"] if layer["mark"]["type"] == "line"]
+    assert len(lines) == 2 and all(layer["encoding"]["strokeDash"]["field"] == "split" for layer in lines)
+    assert lines[0]["encoding"]["color"]["field"] == "model" and lines[0]["encoding"]["y"]["scale"]["type"] == "log"
     assert charts.gap_per_epoch(tables.gaps(hist)).to_dict()["mark"]["type"] == "bar"
     hist_spec = charts.histogram_overlay(tables.weight_values(r, "dense_0/kernel", 0), "init").to_dict()
-    assert hist_spec["encoding"]["x"]["bin"] == {"maxbins": 50}
+    assert [layer["transform"][0]["bin"] for layer in hist_spec["layer"]] == [{"maxbins": 50}] * 2
     scatter = charts.scatter_a_vs_b(tables.predictions(r)).to_dict()
     assert [layer["mark"]["type"] for layer in scatter["layer"]] == ["line", "circle"]
     grid = pd.DataFrame({"x1": [0.0, 1.0], "x2": [0.0, 1.0], "A": [0.2, 0.9], "B": [0.1, 0.8], "disagree": [0, 1]})
     assert charts.decision_map(grid, "A", "A").to_dict()["mark"]["type"] == "rect"
     series = pd.DataFrame({"step": [0, 0, 0], "source": ["truth", "A", "B"], "value": [1.0, 1.1, 0.9]})
-    assert charts.forecast(series).to_dict()["encoding"]["color"]["scale"]["domain"] == ["truth", "A", "B"]
+    forecast = charts.forecast(series).to_dict()
+    assert [layer["encoding"]["color"]["scale"]["domain"] for layer in forecast["layer"]] == [["truth", "A", "B"]] * 3
+
+
+def _spec(chart) -> dict:
+    """The Vega-Lite spec without its data rows."""
+    spec = chart.to_dict()
+    spec.pop("datasets", None)
+    return spec
+
+
+def _units(spec: dict) -> list[dict]:
+    """Every view that draws a mark, however deep in layers."""
+    return [spec] if "mark" in spec else [unit for layer in spec.get("layer", []) for unit in _units(layer)]
+
+
+def _colour_maps(spec: dict, fields=("model", "source")) -> list[dict]:
+    """Category -> colour of every colour or stroke encoding of one of `fields`."""
+    return [dict(zip(enc["scale"]["domain"], enc["scale"]["range"])) for unit in _units(spec)
+            for channel in ("color", "stroke") if (enc := unit.get("encoding", {}).get(channel))
+            and enc.get("field") in fields]
+
+
+def _titles(spec) -> list[str]:
+    """Every title (axis, legend, chart) anywhere in a spec, lines joined."""
+    if isinstance(spec, list):
+        return [t for item in spec for t in _titles(item)]
+    if not isinstance(spec, dict):
+        return []
+    out = []
+    for key, value in spec.items():
+        if key in ("title", "subtitle") and value:
+            text = value.get("text", "") if isinstance(value, dict) else value
+            out.append(" ".join(text) if isinstance(text, list) else text)
+        out += _titles(value)
+    return out
+
+
+def _all_charts(r) -> tuple[dict, dict]:
+    """Every chart builder on real frames: (charts that show A and B, charts that show something else)."""
+    hist = tables.history(r)
+    d = tables.distances(r)
+    series = pd.DataFrame({"step": [0, 1] * 3, "source": ["truth"] * 2 + ["A"] * 2 + ["B"] * 2,
+                           "value": [1.0, 2.0, 1.1, 2.1, 1.1, 2.1]})
+    grid = pd.DataFrame({"x1": [0.0, 1.0], "x2": [0.0, 1.0], "A": [0.2, 0.9], "B": [0.1, 0.8], "disagree": [0, 1]})
+    steps = pd.DataFrame({"step": [0, 1], "aligned": ["nothing yet", "optimizer.epsilon"], "prediction": [0.3, 0.0],
+                          "bitwise_equal": [False, True]})
+    shares = pd.DataFrame({"factor": ["epsilon"] * 2, "measure": ["prediction", "weights"], "share": [1.0, 1.0]})
+    live = hist[hist["split"] == "train"].to_dict("records")
+    model = {"loss": charts.loss_curves(hist), "live": charts.live_loss(live),
+             "weights": charts.histogram_overlay(tables.weight_values(r, "dense_0/kernel", -1), "last"),
+             "forecast": charts.forecast(series)}
+    other = {"gap": charts.gap_per_epoch(tables.gaps(hist)),
+             "distance": charts.weight_distance(d[d["layer"] != "all weights"]),
+             "glance": charts.weight_distance(d[d["layer"] == "all weights"], log_scale=True),
+             "delta": charts.histogram(tables.weight_delta(r, "dense_0/kernel", -1), "A − B", "A − B"),
+             "scatter": charts.scatter_a_vs_b(tables.predictions(r)), "map": charts.decision_map(grid, "A", "A"),
+             "disagree": charts.decision_map(grid, "disagree", "differ"), "shares": charts.attribution_shares(shares),
+             "noise": charts.noise_floor(pd.DataFrame({"run": ["A seed 2"], "gap": [0.1]}), 0.3),
+             "staircase": charts.staircase(steps)}
+    return {k: _spec(c) for k, c in model.items()}, {k: _spec(c) for k, c in other.items()}
+
+
+def test_blue_and_orange_mean_a_and_b_everywhere_and_nothing_else():
+    model, other = _all_charts(_result())
+    for name, spec in model.items():
+        maps = _colour_maps(spec)
+        assert maps, name
+        assert all(m["A"] == "#1f77b4" and m["B"] == "#ff7f0e" for m in maps), name
+    for name, spec in other.items():
+        text = json.dumps(spec).lower()
+        assert "#1f77b4" not in text and "#ff7f0e" not in text, name
+    # Streamlit's theme fills any colour left open with its own blue: every mark says its colour.
+    for name, spec in {**model, **other}.items():
+        for unit in _units(spec):
+            enc = unit.get("encoding", {})
+            explicit = "color" in unit["mark"] or any("range" in enc[c].get("scale", {}) or "scheme" in enc[c].get(
+                "scale", {}) for c in ("color", "stroke") if c in enc)
+            assert explicit, (name, unit["mark"])
+
+
+def test_coinciding_curves_stay_visible_and_the_legends_tell_what_they_show():
+    hist = tables.history(_result())
+    hist.loc[hist["model"] == "B", "loss"] = hist.loc[hist["model"] == "A", "loss"].to_numpy()  # B exactly on A
+    layers = _spec(charts.loss_curves(hist))["layer"]
+    order = [(layer["transform"][0]["filter"], layer["mark"]["type"]) for layer in layers]
+    assert order == [("(datum.model === 'A')", "line"), ("(datum.model === 'A')", "point"),
+                     ("(datum.model === 'B')", "line"), ("(datum.model === 'B')", "point")]  # B drawn on top of A
+    line = layers[0]["encoding"]
+    widths = dict(zip(line["strokeWidth"]["scale"]["domain"], line["strokeWidth"]["scale"]["range"]))
+    assert widths["A"] > 2 * widths["B"]  # B's line runs inside A's
+    assert layers[1]["mark"]["filled"] is False and layers[3]["mark"]["filled"] is True  # a dot inside a ring
+    assert line["color"]["legend"]["symbolType"] == line["strokeDash"]["legend"]["symbolType"] == "stroke"
+    dashes = dict(zip(line["strokeDash"]["scale"]["domain"], line["strokeDash"]["scale"]["range"]))
+    assert dashes == {"train": [1, 0], "test": [6, 4]}
+
+
+def test_weight_distances_that_span_decades_get_a_log_axis_with_zero_labelled():
+    rows = [{"epoch": 0, "layer": "all weights", "l2": 0.0}] + [
+        {"epoch": e, "layer": "all weights", "l2": 3e-7 * 10 ** e} for e in range(1, 7)]
+    spec = _spec(charts.weight_distance(pd.DataFrame(rows)))
+    lines, equal, rule, label = spec["layer"]
+    assert lines["encoding"]["y"]["scale"]["type"] == "log" and lines["transform"] == [{"filter": "(datum['l2'] > 0)"}]
+    assert equal["encoding"]["y"] == rule["encoding"]["y"] == label["encoding"]["y"] == {"datum": 1e-7}
+    assert label["mark"]["type"] == "text" and label["encoding"]["text"]["field"] == "label"
+    datasets = charts.weight_distance(pd.DataFrame(rows)).to_dict()["datasets"].values()
+    assert [row["label"] for rows in datasets for row in rows if "label" in row] == ["bitwise equal (0)"]
+    assert [row["epoch"] for rows in datasets for row in rows if row.get("l2") == 0.0] == [0, 0]  # line + marker
+    # the hand-made result's distances stay within a decade: linear, unless asked
+    d = tables.distances(_result())
+    assert _spec(charts.weight_distance(d))["encoding"]["y"]["scale"]["type"] == "linear"
+    asked = _spec(charts.weight_distance(d, "l2", log_scale=True))
+    assert asked["layer"][0]["encoding"]["y"]["scale"]["type"] == "log"
+    assert _spec(charts.weight_distance(d, "cosine", log_scale=True))["encoding"]["y"]["scale"]["type"] == "linear"
+    assert charts.spans_decades(pd.Series([0.0, 1e-7, 0.2, np.nan])) and not charts.spans_decades(pd.Series([0.1, 3.0]))
+    assert not charts.spans_decades(pd.Series([-1.0, 1e-7, 0.2])) and not charts.spans_decades(pd.Series([0.0, 0.0]))
+
+
+def test_staircase_steps_say_factor_labels_and_bitwise_equal():
+    from core import analysis
+
+    def run(value: float) -> dict:
+        w = {"dense/kernel": np.array([[1.0, 2.0], [1.0, value]])}
+        return {"type": "result", "task": "regression", "weights": w, "recorded_epochs": [0, 1],
+                "predictions": np.array([[[0.0], [0.0]], [[1.0], [value]]])}
+
+    outcomes = {"A": run(2.0), "step 0": run(3.0), "step 1": run(2.5), "step 2": run(2.0)}
+    stairs = analysis.staircase(["engine.name", "numerics.dtype"], outcomes, {"bitwise_identical": True})
+    shown = charts.staircase(pd.DataFrame(stairs["steps"])).to_dict()
+    rows = next(iter(shown["datasets"].values()))
+    assert [row["label"] for row in rows] == ["B as is", "+ Engine", "+ Compute dtype"]
+    assert [row["note"] for row in rows] == [f"{np.sqrt(0.5):.3g}", f"{np.sqrt(0.125):.3g}", "bitwise equal"]
+    assert shown["layer"][0]["encoding"]["x"]["field"] == "label"
+
+
+def test_noise_floor_labels_its_rule_and_says_what_the_dots_are():
+    spec = _spec(charts.noise_floor(pd.DataFrame({"run": ["A seed 43", "A seed 44"], "gap": [0.02, 0.03]}), 0.011))
+    dots, rule, label = spec["layer"]
+    assert rule["mark"]["type"] == "rule" and label["mark"]["type"] == "text"
+    assert label["encoding"]["text"]["field"] == "label" and label["encoding"]["x"]["field"] == "gap"
+    assert label["mark"]["color"] == rule["mark"]["color"] != dots["mark"]["color"]
+    assert "grey dots: A against A trained with another seed" in spec["title"]["subtitle"]
+
+
+def test_each_word_for_a_difference_has_one_meaning():
+    model, other = _all_charts(_result())
+    titles = [t for spec in {**model, **other}.values() for t in _titles(spec)]
+    assert not [t for t in titles if "gap" in t.lower()]  # "gap" meant the largest on one page, the RMS on another
+    assert other["noise"]["layer"][0]["encoding"]["x"]["title"] == "RMS difference of test predictions to A"
+    assert other["staircase"]["layer"][0]["encoding"]["y"]["title"] == ["RMS difference of test predictions", "to A"]
+    assert other["shares"]["encoding"]["color"]["scale"]["domain"] == [
+        "RMS difference of test predictions", "L2 distance of all weights after the last epoch"]
 
 
 def test_gaps_skip_epochs_where_a_run_went_non_finite():

@@ -1,70 +1,162 @@
 """Pure chart builders: data frame in, Altair chart out (no Streamlit here).
 
 The frames come from `ui.tables`, which turns a PairResult into tidy data.
-Colour always means the model (A or B), with the same two colours everywhere.
+Blue and orange mean model A and model B, in every chart and for nothing else; A is
+drawn wide and pale with hollow dots, B narrow on top with small filled dots, so
+where the two coincide B runs inside A and both stay visible.
 """
 
 from __future__ import annotations
 
+import math
+
 import altair as alt
+import numpy as np
 import pandas as pd
 
-MODEL_COLORS = alt.Scale(domain=["A", "B"], range=["#1f77b4", "#ff7f0e"])
+from core.factors import factor
+
+MODELS = ["A", "B"]
+MODEL_RANGE = ["#1f77b4", "#ff7f0e"]
+MODEL_COLORS = alt.Scale(domain=MODELS, range=MODEL_RANGE)
+# Every other category (split, variable, measure): neither blue nor orange, nor the red that marks A vs B.
+CATEGORY_COLORS = ["#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#7f7f7f"]
+SHAPES = ["circle", "square", "triangle-up", "diamond", "cross"]  # with 6 colours: 30 variables before a repeat
 DIFF_COLOR = "#6c757d"
+PAIR_COLOR = "#d62728"  # A against B, where other marks are A against something else
+SPLITS = alt.Scale(domain=["train", "test"], range=[[1, 0], [6, 4]])
+
+# One meaning per word, for every title: predictions have a "difference", weights a "distance".
+GAP = {
+    "rms": "RMS difference of test predictions",  # √mean((A − B)²) over every output of every test sample
+    "largest": "largest difference of test predictions",  # max |A − B| over outputs (and samples)
+    "l2": "L2 distance of all weights",  # ‖A − B‖ over every element of every variable
+}
+WEIGHT_MEASURES = {
+    "l2": "L2 distance ‖A − B‖",
+    "relative": "relative L2 distance ‖A − B‖ / ‖A‖",
+    "max_abs": "largest |A − B| of one weight",
+    "cosine": "cosine similarity of A and B (1 = same direction)",
+}
+LOG_DECADES = 2  # values that span more than this many decades get a log axis by default
+EPOCH_AXIS = alt.Axis(format="d", tickMinStep=1)  # whole epochs, never 1.5
 
 
-def _model_color():
-    return alt.Color("model:N", scale=MODEL_COLORS, title="model")
+def _model_color(legend: alt.Legend | None = None) -> alt.Color:
+    return alt.Color("model:N", scale=MODEL_COLORS, title="model", legend=legend or alt.Legend())
 
 
-def loss_curves(history: pd.DataFrame, measure: str = "loss", log_scale: bool = False) -> alt.Chart:
-    """history: epoch, model, split, loss, metric. Colour = model, dash = split."""
+def _line_look(field: str, domain: list, colors: list, widths: list, opacities: list, title: str) -> dict:
+    """Colour, width and opacity per category, in one legend that shows all three as a stroke."""
+    legend = alt.Legend(symbolType="stroke", symbolSize=400)
+    return {channel: encoding(f"{field}:N", scale=alt.Scale(type="ordinal", domain=domain, range=values), title=title,
+                              legend=legend)
+            for channel, encoding, values in (("color", alt.Color, colors), ("strokeWidth", alt.StrokeWidth, widths),
+                                              ("opacity", alt.Opacity, opacities))}
+
+
+MODEL_LINES = _line_look("model", MODELS, MODEL_RANGE, [5, 1.5], [0.45, 1.0], "model")  # A wide and pale, B narrow
+MODEL_DOTS = {"A": {"filled": False, "size": 70, "strokeWidth": 2}, "B": {"filled": True, "size": 22}}
+
+
+def _model_lines(base: alt.Chart, x: alt.X, y: alt.Y, tooltip: list, **encodings) -> alt.LayerChart:
+    """A's line and dots, then B's on top (layer order is drawing order), from one shared data set."""
+    layers = []
+    for model in MODELS:
+        one = base.transform_filter(alt.datum.model == model)
+        layers.append(one.mark_line().encode(x=x, y=y, tooltip=tooltip, **MODEL_LINES, **encodings))
+        layers.append(one.mark_point(opacity=1, **MODEL_DOTS[model]).encode(
+            x=x, y=y, color=MODEL_LINES["color"], tooltip=tooltip))
+    return alt.layer(*layers)
+
+
+def spans_decades(values: pd.Series, decades: float = LOG_DECADES) -> bool:
+    """Whether the finite positive values span more than `decades` powers of ten (and none is negative)."""
+    v = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float)
+    v = v[np.isfinite(v)]
+    positive = v[v > 0]
+    return bool(len(positive) and not (v < 0).any() and positive.max() / positive.min() > 10 ** decades)
+
+
+def _log_floor(values: pd.Series) -> float:
+    """A power of ten a decade below the smallest positive value: where a log axis draws 0."""
+    smallest = float(values[values > 0].min())
+    return 10.0 ** (math.floor(math.log10(smallest)) - 1)
+
+
+def loss_curves(history: pd.DataFrame, measure: str = "loss", log_scale: bool = False) -> alt.LayerChart:
+    """history: epoch, model, split, loss, metric. Colour and width = model, dash = split."""
     y = alt.Y(f"{measure}:Q", title=measure, scale=alt.Scale(type="log" if log_scale else "linear"))
-    return alt.Chart(history).mark_line(point=True).encode(
-        x=alt.X("epoch:Q", title="epoch"), y=y, color=_model_color(),
-        strokeDash=alt.StrokeDash("split:N", title="split"),
-        tooltip=["model", "split", "epoch", alt.Tooltip(f"{measure}:Q", format=".6g")],
-    ).properties(height=320)
+    dash = alt.StrokeDash("split:N", scale=SPLITS, title="split",
+                          legend=alt.Legend(symbolType="stroke", symbolSize=900, symbolStrokeWidth=2,
+                                            symbolStrokeColor=DIFF_COLOR))
+    tooltip = ["model", "split", "epoch", alt.Tooltip(f"{measure}:Q", format=".6g")]
+    return _model_lines(alt.Chart(history), alt.X("epoch:Q", title="epoch", axis=EPOCH_AXIS), y, tooltip,
+                        strokeDash=dash).properties(height=320)
 
 
-def live_loss(rows: list[dict]) -> alt.Chart:
+def live_loss(rows: list[dict]) -> alt.LayerChart:
     """rows: epoch, model, loss, as they arrive during training."""
-    return alt.Chart(pd.DataFrame(rows)).mark_line(point=True).encode(
-        x=alt.X("epoch:Q", title="epoch"), y=alt.Y("loss:Q", title="train loss"), color=_model_color(),
-    ).properties(height=200)
+    return _model_lines(alt.Chart(pd.DataFrame(rows)), alt.X("epoch:Q", title="epoch", axis=EPOCH_AXIS),
+                        alt.Y("loss:Q", title="train loss"), ["model", "epoch", "loss"]).properties(height=200)
 
 
 def gap_per_epoch(gaps: pd.DataFrame, measure: str = "loss") -> alt.Chart:
     """gaps: epoch, split, gap (A minus B)."""
     return alt.Chart(gaps).mark_bar().encode(
         x=alt.X("epoch:O", title="epoch"), y=alt.Y("gap:Q", title=f"A − B {measure}"),
-        color=alt.Color("split:N", title="split"), xOffset="split:N",
+        color=alt.Color("split:N", title="split", scale=alt.Scale(domain=SPLITS.domain, range=CATEGORY_COLORS[:2])),
+        xOffset=alt.XOffset("split:N", sort=SPLITS.domain),
         tooltip=["epoch", "split", alt.Tooltip("gap:Q", format=".3e")],
     ).properties(height=220)
 
 
-def weight_distance(distances: pd.DataFrame, measure: str = "l2") -> alt.Chart:
-    """distances: epoch, layer, l2, relative, max_abs, cosine. One line per variable."""
-    return alt.Chart(distances).mark_line(point=True).encode(
-        x=alt.X("epoch:Q", title="epoch (0 = initialisation)"), y=alt.Y(f"{measure}:Q", title=f"A vs B {measure}"),
-        color=alt.Color("layer:N", title="variable"),
-        tooltip=["layer", "epoch", alt.Tooltip(f"{measure}:Q", format=".3e")],
-    ).properties(height=280)
+def weight_distance(distances: pd.DataFrame, measure: str = "l2", log_scale: bool | None = None) -> alt.Chart:
+    """distances: epoch, layer, l2, relative, max_abs, cosine. One line per variable.
+
+    log_scale None: log where the values span decades. A log axis cannot show 0, so epochs
+    where A and B are equal sit on a labelled "bitwise equal" line a decade below the rest.
+    """
+    values = distances[measure]
+    wanted = spans_decades(values) if log_scale is None else log_scale
+    log = wanted and measure != "cosine" and bool((values > 0).any())  # a similarity near 1 has no decades
+    x = alt.X("epoch:Q", title="epoch (0 = initialisation)", axis=EPOCH_AXIS)
+    y = alt.Y(f"{measure}:Q", title=WEIGHT_MEASURES[measure], scale=alt.Scale(type="log" if log else "linear"),
+              axis=alt.Axis(format="~e") if log else alt.Axis())
+    variable = {"color": alt.Color("layer:N", title="variable", scale=alt.Scale(range=CATEGORY_COLORS)),
+                "shape": alt.Shape("layer:N", title="variable", scale=alt.Scale(range=SHAPES))}
+    lines = alt.Chart(distances).mark_line(point=True).encode(
+        x=x, y=y, tooltip=["layer", "epoch", alt.Tooltip(f"{measure}:Q", format=".3e")], **variable)
+    zeros = distances[values == 0]
+    if not log or zeros.empty:
+        return lines.properties(height=280)
+    lines = lines.transform_filter(alt.datum[measure] > 0)  # a 0 in a log scale's domain breaks the whole axis
+    floor = _log_floor(values)
+    equal = alt.Chart(zeros).mark_point(filled=True, size=60).encode(
+        x=x, y=alt.datum(floor), tooltip=["layer", "epoch", alt.Tooltip(f"{measure}:Q", title="bitwise equal")],
+        **variable)
+    baseline = alt.Chart(pd.DataFrame({"epoch": [distances["epoch"].min()], "label": ["bitwise equal (0)"]}))
+    rule = baseline.mark_rule(color=DIFF_COLOR, strokeDash=[2, 3]).encode(y=alt.datum(floor))
+    label = baseline.mark_text(align="left", baseline="bottom", dx=4, dy=-4, color=DIFF_COLOR).encode(
+        x="epoch:Q", y=alt.datum(floor), text="label:N")
+    return alt.layer(lines, equal, rule, label).properties(height=280)
 
 
-def histogram_overlay(values: pd.DataFrame, title: str) -> alt.Chart:
-    """values: value, model. Overlaid, semi-transparent histograms of A and B."""
-    return alt.Chart(values, title=title).mark_bar(opacity=0.5, binSpacing=0).encode(
-        x=alt.X("value:Q", bin=alt.Bin(maxbins=50), title="weight"),
-        y=alt.Y("count():Q", stack=None, title="count"), color=_model_color(),
-        tooltip=["model", alt.Tooltip("count():Q", title="count")],
-    ).properties(height=220)
+def histogram_overlay(values: pd.DataFrame, title: str) -> alt.LayerChart:
+    """values: value, model. A's histogram filled and pale, B's outlined on top: equal bins show both."""
+    binned = alt.Chart(values).transform_bin(["start", "end"], "value", bin=alt.Bin(maxbins=50)) \
+        .transform_aggregate(count="count()", groupby=["start", "end", "model"])  # one set of bins for A and B
+    return alt.layer(*[binned.transform_filter(alt.datum.model == model).mark_bar(binSpacing=0, **style).encode(
+        x=alt.X("start:Q", bin="binned", title="weight"), x2="end:Q", y=alt.Y("count:Q", title="count"),
+        color=_model_color(), stroke=_model_color(), tooltip=["model", "count:Q"])
+        for model, style in zip(MODELS, ({"fillOpacity": 0.4}, {"fillOpacity": 0, "strokeWidth": 1.5}))],
+        title=title).properties(height=220)
 
 
-def histogram(values: pd.DataFrame, field: str, title: str) -> alt.Chart:
+def histogram(values: pd.DataFrame, field: str, title: str, axis_title: str | None = None) -> alt.Chart:
     """A single distribution, e.g. A−B per weight or per-sample prediction deltas."""
     return alt.Chart(values, title=title).mark_bar(color=DIFF_COLOR).encode(
-        x=alt.X(f"{field}:Q", bin=alt.Bin(maxbins=50), title=field),
+        x=alt.X(f"{field}:Q", bin=alt.Bin(maxbins=50), title=axis_title or field),
         y=alt.Y("count():Q", title="count"), tooltip=[alt.Tooltip("count():Q", title="count")],
     ).properties(height=220)
 
@@ -77,7 +169,7 @@ def scatter_a_vs_b(points: pd.DataFrame) -> alt.Chart:
     dots = alt.Chart(points).mark_circle(size=30, opacity=0.6).encode(
         x=alt.X("a:Q", title="model A"), y=alt.Y("b:Q", title="model B"),
         color=alt.Color("differs:N", title="classes differ", scale=alt.Scale(domain=[False, True],
-                                                                              range=["#adb5bd", "#d62728"])),
+                                                                              range=["#adb5bd", PAIR_COLOR])),
         tooltip=["sample", alt.Tooltip("a:Q", format=".4f"), alt.Tooltip("b:Q", format=".4f"), "differs"],
     )
     return (diagonal + dots).properties(height=320)
@@ -86,7 +178,7 @@ def scatter_a_vs_b(points: pd.DataFrame) -> alt.Chart:
 def decision_map(grid: pd.DataFrame, field: str, title: str) -> alt.Chart:
     """grid: x1, x2, <field> over the input plane: a heat map (probability, or where the classes differ)."""
     scale = alt.Scale(scheme="redblue", domain=[0, 1]) if field != "disagree" else alt.Scale(
-        domain=[False, True], range=["#f8f9fa", "#d62728"])
+        domain=[False, True], range=["#f8f9fa", PAIR_COLOR])
     cells = alt.Chart(grid).mark_rect().encode(
         x=alt.X("x1:O", axis=None), y=alt.Y("x2:O", axis=None, sort="descending"),
         color=alt.Color(f"{field}:{'N' if field == 'disagree' else 'Q'}", scale=scale, title=field),
@@ -95,40 +187,61 @@ def decision_map(grid: pd.DataFrame, field: str, title: str) -> alt.Chart:
     return cells.properties(title=title, width=260, height=260)
 
 
+SHARE_MEASURES = {"prediction": GAP["rms"], "weights": f"{GAP['l2']} after the last epoch"}  # core.analysis.gap
+
+
 def attribution_shares(shares: pd.DataFrame) -> alt.Chart:
-    """shares: factor, measure, share (1 = the whole A-B gap)."""
-    return alt.Chart(shares).mark_bar().encode(
-        x=alt.X("share:Q", title="share of the A–B gap", axis=alt.Axis(format="%")),
-        y=alt.Y("factor:N", title=None), color=alt.Color("measure:N", title="gap in"), yOffset="measure:N",
-        tooltip=["factor", "measure", alt.Tooltip("share:Q", format=".1%")],
+    """shares: factor, measure (prediction, weights), share (1 = the whole A-B difference)."""
+    shown = shares.assign(**{"measured as": shares["measure"].map(SHARE_MEASURES)})
+    domain = list(SHARE_MEASURES.values())
+    return alt.Chart(shown).mark_bar().encode(
+        x=alt.X("share:Q", title="share of the difference between A and B", axis=alt.Axis(format="%")),
+        y=alt.Y("factor:N", title=None),
+        color=alt.Color("measured as:N", title="difference measured as",
+                        scale=alt.Scale(domain=domain, range=CATEGORY_COLORS[:len(domain)]),
+                        legend=alt.Legend(orient="bottom", direction="vertical", labelLimit=400)),
+        yOffset=alt.YOffset("measured as:N", sort=domain),
+        tooltip=["factor", "measured as:N", alt.Tooltip("share:Q", format=".1%")],
     ).properties(height=alt.Step(18))
 
 
-def noise_floor(noise: pd.DataFrame, pair_gap: float) -> alt.Chart:
-    """noise: run, gap (A against A with another seed); the rule is the A-B gap."""
+def noise_floor(noise: pd.DataFrame, pair_gap: float | None) -> alt.LayerChart:
+    """noise: run, gap (A against A with another seed); the labelled rule is A against B."""
+    x = alt.X("gap:Q", title=f"{GAP['rms']} to A")
     dots = alt.Chart(noise).mark_circle(size=80, color=DIFF_COLOR).encode(
-        x=alt.X("gap:Q", title="prediction RMS gap to A"), y=alt.Y("run:N", title=None),
-        tooltip=["run", alt.Tooltip("gap:Q", format=".3e")])
-    rule = alt.Chart(pd.DataFrame({"gap": [pair_gap], "label": ["A vs B"]})).mark_rule(
-        color="#d62728", strokeWidth=2).encode(x="gap:Q", tooltip=["label", alt.Tooltip("gap:Q", format=".3e")])
-    return (dots + rule).properties(height=alt.Step(24))
+        x=x, y=alt.Y("run:N", title=None), tooltip=["run", alt.Tooltip("gap:Q", format=".3e")])
+    pair = alt.Chart(pd.DataFrame({"gap": [pair_gap], "label": ["A vs B"]}))
+    rule = pair.mark_rule(color=PAIR_COLOR, strokeWidth=2).encode(
+        x=x, tooltip=["label", alt.Tooltip("gap:Q", format=".3e")])
+    label = pair.mark_text(color=PAIR_COLOR, align="left", baseline="top", dx=5, dy=3, fontWeight="bold").encode(
+        x=x, y=alt.value(0), text="label:N")
+    title = alt.TitleParams("Seed noise against the A vs B difference", anchor="start", subtitle=[
+        "grey dots: A against A trained with another seed", "red line: A against B"])
+    return alt.layer(dots, rule, label, title=title).properties(height=alt.Step(24))
 
 
-def staircase(steps: pd.DataFrame) -> alt.Chart:
-    """steps: step, aligned, prediction (gap to A after aligning that factor too)."""
-    return alt.Chart(steps).mark_bar(color=DIFF_COLOR).encode(
-        x=alt.X("aligned:N", sort=None, title="factor aligned to A (cumulative)"),
-        y=alt.Y("prediction:Q", title="prediction RMS gap to A"),
-        tooltip=["step", "aligned", alt.Tooltip("prediction:Q", format=".3e"), "bitwise_equal"],
-    ).properties(height=260)
+def staircase(steps: pd.DataFrame) -> alt.LayerChart:
+    """steps: step, aligned (factor path; none at step 0), prediction (difference to A), bitwise_equal."""
+    shown = steps.assign(
+        label=["B as is" if s == 0 else f"+ {factor(path).label}" for s, path in zip(steps["step"], steps["aligned"])],
+        note=["bitwise equal" if equal else (f"{p:.3g}" if np.isfinite(p) else "not finite")
+              for equal, p in zip(steps["bitwise_equal"], steps["prediction"].astype(float))])
+    base = alt.Chart(shown).encode(
+        x=alt.X("label:N", sort=None, title="aligned to A, one factor more per step", axis=alt.Axis(labelAngle=0)),
+        y=alt.Y("prediction:Q", title=[GAP["rms"], "to A"]),
+        tooltip=["step", "label", alt.Tooltip("prediction:Q", format=".3e"), "bitwise_equal"])
+    bars = base.mark_bar(color=DIFF_COLOR)
+    notes = base.mark_text(baseline="bottom", dy=-3, color=DIFF_COLOR).encode(text="note:N")  # light and dark
+    return alt.layer(bars, notes).properties(height=260)
 
 
-def forecast(series: pd.DataFrame) -> alt.Chart:
-    """series: step, source (truth, A, B), value."""
-    colors = alt.Scale(domain=["truth", "A", "B"], range=["#212529", "#1f77b4", "#ff7f0e"])
-    return alt.Chart(series).mark_line().encode(
-        x=alt.X("step:Q", title="test step"), y=alt.Y("value:Q", title="value"),
-        color=alt.Color("source:N", scale=colors, title=""),
-        strokeDash=alt.condition(alt.datum.source == "truth", alt.value([1, 0]), alt.value([5, 3])),
-        tooltip=["source", "step", alt.Tooltip("value:Q", format=".4f")],
-    ).properties(height=320)
+def forecast(series: pd.DataFrame) -> alt.LayerChart:
+    """series: step, source (truth, A, B), value. The truth thin and grey (light and dark themes), A and B as in
+    every model chart."""
+    x, y = alt.X("step:Q", title="test step"), alt.Y("value:Q", title="value")
+    sources = ["truth", *MODELS]
+    look = _line_look("source", sources, [DIFF_COLOR, *MODEL_RANGE], [1.5, 5, 1.5], [1.0, 0.45, 1.0], "")
+    tooltip = ["source", "step", alt.Tooltip("value:Q", format=".4f")]
+    base = alt.Chart(series)
+    return alt.layer(*[base.transform_filter(alt.datum.source == source).mark_line().encode(
+        x=x, y=y, tooltip=tooltip, **look) for source in sources]).properties(height=320)

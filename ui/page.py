@@ -4,17 +4,17 @@ import streamlit as st
 
 from core.batch import plain
 from core.pair import PairResult
-from ui import run
+from ui import gallery, run
 
 
 def result_or_stop() -> PairResult:
-    """The result to draw, or a hint to press Run (and the page ends there).
+    """The result to draw, or the first page (ui.gallery) when there is none (and the page ends there).
 
     When the sidebar has moved on since that result was made, the page says so first.
     """
     result = run.current()
     if result is None:
-        st.info("Pick a scenario or set up A and B in the sidebar, then press **Run**.")
+        gallery.show()
         st.stop()
     pair = st.session_state.get(run.SIDEBAR_PAIR)
     if pair is None or plain(pair.to_dict()) != result.summary["config"]:

@@ -9,7 +9,7 @@ import streamlit as st
 
 from core import data
 from core.config import ConfigError, DataConfig, PairConfig
-from core.pair import PairResult, cached_result, run_pair
+from core.pair import MODELS, PairResult, cached_result, full_plan, run_pair
 from ui.text import plain
 
 RESULT, ERROR, TRAINING = "result", "run_error", "training"
@@ -68,6 +68,11 @@ def show_messages(training_now: bool) -> None:
         st.error(plain(st.session_state[ERROR]))
 
 
+def _label(run: str) -> str:
+    """"A", "B", or the check's own name ("A again")."""
+    return run.upper() if run in MODELS else run
+
+
 def train(pair: PairConfig, fresh: bool = False) -> None:
     """Train the pair with progress per model and loss curves that grow while it runs.
 
@@ -80,31 +85,37 @@ def train(pair: PairConfig, fresh: bool = False) -> None:
 
     reuse = not fresh and not pair_not_reproducible(pair)
 
-    epochs = {"a": pair.a.training.epochs, "b": pair.b.training.epochs}
+    # A and B, then the runs that check why they differ (core.diagnosis), each with its own bar.
+    epochs = {name: planned.run.training.epochs for name, planned in full_plan(pair).items()}
+    checks = len(epochs) - len(MODELS)
     rows: list[dict] = []
-    latest: dict[str, tuple[int, float]] = {}  # model -> its last epoch and loss
-    redraw = Throttle()  # both models' progress and the live chart together
+    latest: dict[str, tuple[int, float]] = {}  # run -> its last epoch and loss
+    redraw = Throttle()  # every run's progress and the live chart together
     st.session_state[TRAINING] = True
     st.session_state[ERROR] = None
-    with st.status("Training A and B in fresh worker processes…", expanded=True) as status:
-        bars = {m: st.progress(0.0, text=f"{m.upper()}: waiting for a worker") for m in epochs}
+    with st.status("Training A and B in fresh worker processes" + (
+            f", and {checks} run{'s' * (checks > 1)} that check{'s' * (checks == 1)} why they differ" if checks
+            else "") + "…", expanded=True) as status:
+        bars = {m: st.progress(0.0, text=f"{_label(m)}: waiting for a worker") for m in epochs}
         live = st.empty()
 
         def on_event(model: str, event: dict) -> None:
-            label = model.upper()
+            label = _label(model)
             if event["type"] == "started":
                 bars[model].progress(0.0, text=f"{label}: starting (TensorFlow import if the worker is cold)")
             elif event["type"] == "cached":
                 bars[model].progress(1.0, text=f"{label}: trained before, taken from the cache")
             elif event["type"] == "epoch":
                 n = event["epoch"]
-                rows.append({"epoch": n, "model": label, "loss": event["loss"]})
+                if model in MODELS:
+                    rows.append({"epoch": n, "model": label, "loss": event["loss"]})
                 latest[model] = (n, event["loss"])
                 if redraw.due(force=n == epochs[model]):  # always at a last epoch
                     for m, (done, loss) in latest.items():
                         bars[m].progress(min(done / epochs[m], 1.0),
-                                         text=f"{m.upper()}: epoch {done}/{epochs[m]}, loss {loss:.4g}")
-                    live.altair_chart(charts.live_loss(rows), width="stretch")
+                                         text=f"{_label(m)}: epoch {done}/{epochs[m]}, loss {loss:.4g}")
+                    if rows:
+                        live.altair_chart(charts.live_loss(rows), width="stretch")
             elif event["type"] == "error":
                 bars[model].progress(1.0, text=plain(f"{label}: {event['message']}"))
 

@@ -62,7 +62,7 @@ RUN_REQUESTED = "run.requested"
 FRESH = "run.fresh"  # the toggle: train again rather than serve cached runs
 
 
-def _request_run() -> None:
+def request_run() -> None:
     # A flag, not the button's value: on a fresh server the first click can arrive with
     # a page-hash change, and Streamlit then resets widget values, the button's included.
     st.session_state[RUN_REQUESTED] = True
@@ -76,11 +76,15 @@ def set_scenario(name: str) -> None:
     _set("scenario", name)
 
 
-def _load_scenario() -> None:
-    _remember("scenario")
-    name = st.session_state["scenario"]
+def load_scenario(name: str) -> None:
+    """Put a scenario into the widgets, as picking it in the selectbox does (before they are drawn)."""
+    set_scenario(name)
     if name != CUSTOM:
         load_pair(PRESETS[name].pair())
+
+
+def _load_scenario() -> None:
+    load_scenario(st.session_state["scenario"])
 
 
 def _start_b_at_a() -> None:
@@ -231,7 +235,7 @@ def render() -> PairConfig | None:
         left, right = st.columns(2)
         no_csv = pair is not None and pair.data.dataset == "csv" and not pair.data.csv_path
         left.button("Run", type="primary", key="run", disabled=pair is None or no_csv, width="stretch",
-                    on_click=_request_run)
+                    on_click=request_run)
         right.button("Stop", key="stop", width="stretch", help="Stops a training in progress.")
         st.toggle("Train fresh", key=FRESH, on_change=_remember, args=(FRESH,),
                   help="Trains A and B again instead of serving runs trained before from the cache. A pair that "

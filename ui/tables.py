@@ -120,7 +120,7 @@ def what_differs(pair_dict: dict) -> pd.DataFrame:
 def environment(result: PairResult) -> pd.DataFrame:
     """Settings in effect for A and B, side by side."""
     keys = ["device", "jit_compile", "dtype_policy", "intra_op_threads", "inter_op_threads", "onednn",
-            "op_determinism", "tf32", "seeding", "optimizer_class", "fit"]
+            "op_determinism", "tf32", "seeding", "optimizer_class", "fit", "tf.keras is"]
     rows = []
     for key in keys:
         row = {"setting": key}

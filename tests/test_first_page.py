@@ -1,0 +1,75 @@
+"""The first page in AppTest: the causes with their scenarios, one click to run one, the default's cached result."""
+
+import dataclasses
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core.factors import parse_pair
+from core.presets import DEFAULT_PRESET, PRESETS, default_pair
+from ui import gallery
+
+ARTICLE_CAUSES = ["Random initialisation", "Optimizer settings", "Backend differences", "Data preprocessing"]
+
+
+def _app() -> AppTest:
+    return AppTest.from_file("../app.py", default_timeout=60)
+
+
+@pytest.fixture
+def one_epoch(monkeypatch):
+    """Shorten a scenario to one epoch, for this test, so that its run is quick (the app reads PRESETS at run time)."""
+
+    def shorten(name: str) -> None:
+        preset = PRESETS[name]
+        training = {**preset.a.get("training", {}), "epochs": 1}
+        monkeypatch.setitem(PRESETS, name, dataclasses.replace(preset, a={**preset.a, "training": training}))
+
+    return shorten
+
+
+def test_every_scenario_is_under_exactly_one_cause():
+    listed = [name for cause in gallery.CAUSES for name in cause.scenarios]
+    assert sorted(listed) == sorted(PRESETS)
+    assert [cause.title for cause in gallery.CAUSES][:4] == ARTICLE_CAUSES
+
+
+def test_the_first_page_shows_the_causes_with_their_scenarios(app_test_pages):
+    at = _app()
+    at.run()
+    assert not at.exception
+    headings = [m.value.removeprefix("#### ") for m in at.main.markdown if m.value.startswith("#### ")]
+    assert headings == [cause.title for cause in gallery.CAUSES]
+    assert [b.label for b in at.main.button] == [name for cause in gallery.CAUSES for name in cause.scenarios]
+    captions = [c.value for c in at.main.caption]
+    assert all(PRESETS[name].description in captions for name in PRESETS)
+    assert "**B differs in**" in at.main.markdown[0].value
+
+
+def test_one_click_loads_a_scenario_into_the_sidebar_and_trains_it(app_test_pages, one_epoch):
+    one_epoch("run-it-twice")
+    at = _app()
+    at.run()
+    assert at.sidebar.selectbox(key="scenario").value == DEFAULT_PRESET
+    at.main.button(key="gallery.run-it-twice").click()
+    at.run(timeout=300)
+    assert not at.exception and not at.error
+    assert at.sidebar.selectbox(key="scenario").value == "run-it-twice"
+    assert at.sidebar.caption[0].value == PRESETS["run-it-twice"].description  # loaded, not edited
+    assert at.query_params["scenario"] == "run-it-twice"
+    assert parse_pair(at.session_state["result"].summary["config"]) == PRESETS["run-it-twice"].pair()
+    assert {m.label for m in at.metric} >= {"Largest prediction gap"}  # the Overview draws it, no gallery
+    assert not at.main.button
+
+
+def test_a_first_visit_opens_on_the_default_scenarios_cached_result(app_test_pages, one_epoch):
+    from core.pair import run_pair
+
+    one_epoch(DEFAULT_PRESET)
+    trained = run_pair(default_pair())
+    at = _app()
+    at.run()
+    assert not at.exception
+    shown = at.session_state["result"]
+    assert shown.cached and shown.summary == trained.summary
+    assert {m.label for m in at.metric} >= {"Largest prediction gap"} and not at.main.button
