@@ -5,13 +5,15 @@ Default scenario: digits, MLP 64-32-10, Adam, 20 epochs, batch 32.
              twice with stock settings (shuffle=True, verbose=1, default threads)
   cold       run_pair with a pool that has no warm worker (each run imports TF)
   warm       run_pair with workers already warm (TF imported), median of --repeat
+  checks     the default scenario (adam-epsilon) warm, with and without the runs that
+             diagnose why A and B differ (core.diagnosis: A again), as a ratio
 Also: peak memory of this process and of each worker, and whether the keras
 engine's final weights are still bitwise those of a plain Keras script.
 
     python bench/pair_speed.py [--epochs 20] [--repeat 3]
 
-Figures come last, one per line as `name: value`, ending with naive_over_warm and
-naive_fit_only_over_warm.
+Figures come last, one per line as `name: value`, ending with naive_over_warm,
+naive_fit_only_over_warm and checks_over_pair.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 from core.pair import run_pair  # noqa: E402
 from core.pool import WorkerPool  # noqa: E402
-from core.presets import preset  # noqa: E402
+from core.presets import DEFAULT_PRESET, preset  # noqa: E402
 
 NAIVE = """
 import sys, time
@@ -69,9 +71,9 @@ def naive(epochs: int) -> tuple[float, float]:
     return total, float(fit_line.split()[1])
 
 
-def timed_pair(pool: WorkerPool, pair) -> tuple[float, object]:
+def timed_pair(pool: WorkerPool, pair, checks: bool = True) -> tuple[float, object]:
     started = time.perf_counter()
-    result = run_pair(pair, pool, cache=False)
+    result = run_pair(pair, pool, cache=False, checks=checks)
     elapsed = time.perf_counter() - started
     assert result.complete, [result.summary[m]["message"] for m in "ab"]
     return elapsed, result
@@ -105,8 +107,13 @@ def main() -> None:
         pool.wait_warm()
         elapsed, result = timed_pair(pool, pair)
         warm_times.append(elapsed)
-    pool.shutdown()
     warm = statistics.median(warm_times)
+    default, with_checks, without = preset(DEFAULT_PRESET).pair(epochs=args.epochs), [], []
+    for _ in range(args.repeat):
+        for checks, times in ((False, without), (True, with_checks)):
+            pool.wait_warm()
+            times.append(timed_pair(pool, default, checks)[0])
+    pool.shutdown()
 
     names = ["dense_0/kernel", "dense_0/bias", "dense_1/kernel", "dense_1/bias", "output/kernel", "output/bias"]
     ours = result.weights("a")
@@ -130,6 +137,9 @@ def main() -> None:
         "cold_over_warm": cold / warm,
         "naive_over_warm": naive_total / warm,
         "naive_fit_only_over_warm": naive_fit / warm,
+        "default_pair_warm_s": statistics.median(without),
+        "default_pair_with_checks_warm_s": statistics.median(with_checks),
+        "checks_over_pair": statistics.median(with_checks) / statistics.median(without),
     }
     print_figures(figures)
 

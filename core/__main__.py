@@ -25,7 +25,7 @@ def _load_pair(args):
         pair = parse_pair(raw)
     if args.epochs is not None:
         a = parse_run({"training": {"epochs": args.epochs}}, pair.a)
-        pair = make_pair(pair.data, a, dict(pair.b_differs), pair.b_starts_from_a_init)
+        pair = make_pair(pair.data, a, dict(pair.b_differs), pair.b_starts_from_a_init, pair.same_process)
     return pair
 
 

@@ -73,6 +73,7 @@ class Planned:
     run: RunConfig
     init_from: str | None = None  # name of the planned run whose initial weights this one copies
     repeat: int = 0  # 0: the run of this config; n: its n-th independent training in another fresh worker
+    after: str | None = None  # name of the planned run in whose worker this one is built next (one process)
 
 
 @functools.cache
@@ -104,10 +105,14 @@ def run_keys(plan: dict[str, Planned], data_fingerprint: str) -> dict[str, str]:
     """name -> cache key; a run's initial-weights source must be planned before it."""
     keys: dict[str, str] = {}
     versions = library_versions()
+    hosts = {p.after: p.run for p in plan.values() if p.after}  # a run whose process builds another after it
     for name, p in plan.items():
-        if p.init_from is not None and p.init_from not in keys:
-            raise ValueError(f"{name!r} copies the initial weights of {p.init_from!r}, which is not planned before it")
+        for source in (p.init_from, p.after):
+            if source is not None and source not in keys:
+                raise ValueError(f"{name!r} needs {source!r}, which is not planned before it")
         blob = json.dumps({"run": run_to_dict(p.run), "init_from": keys.get(p.init_from), "repeat": p.repeat,
+                           "after": keys.get(p.after),
+                           "then": run_to_dict(hosts[name]) if name in hosts else None,
                            "data": data_fingerprint, "versions": versions, "record": RECORD_VERSION}, sort_keys=True)
         keys[name] = hashlib.sha256(blob.encode()).hexdigest()[:20]
     return keys
@@ -136,7 +141,8 @@ def _valid_summary(summary) -> bool:
 
 
 def _valid_names(names) -> bool:
-    return {"predictions", "test_inputs"} <= set(names) and any(n.startswith("weights/") and len(n) > len("weights/") for n in names)
+    return {"predictions", "test_inputs"} <= set(names) and any(
+        n.startswith("weights/") and len(n) > len("weights/") for n in names)
 
 
 def _valid_arrays(arrays: dict) -> bool:
@@ -390,34 +396,55 @@ def run_batch(plan: dict[str, Planned], ds, pool: WorkerPool | None = None, on_e
     """
     cache, keys = _resolve(cache), run_keys(plan, ds.fingerprint())
     on_event = on_event or (lambda name, event: None)
+    second = {p.after: name for name, p in plan.items() if p.after}  # host -> the run built after it
+    # Two models of one process are never cached: each training of the pair is one sample of its process.
+    shared = set(second) | set(second.values())
     names_of: dict[str, list[str]] = {}
     for name, key in keys.items():
         names_of.setdefault(key, []).append(name)
     trained_as = {name: names[0] for names in names_of.values() for name in names}  # name -> the name trained
     outcomes: dict[str, dict] = {}
     for key, (first, *_) in names_of.items():
-        if cache is not None and reuse and (hit := cache.get(key)) is not None:
+        if cache is not None and reuse and first not in shared and (hit := cache.get(key)) is not None:
             outcomes[first] = hit
     initial = {name: {k: v[0] for k, v in o["weights"].items()} for name, o in outcomes.items()}
 
     def keep(name: str, outcome: dict) -> None:
+        if name in second:
+            keep(second[name], {"type": "result", **outcome.pop("second")})
         outcome = {**outcome, **plain({k: v for k, v in outcome.items() if k not in ("weights", *ARRAYS)})}
         outcomes[name] = outcome
-        if cache is not None:
+        if cache is not None and name not in shared:
             cache.put(keys[name], outcome, replace=not reuse)
 
-    jobs = [Job(name, p.run, ds, trained_as[p.init_from] if p.init_from else None)
-            for name, p in plan.items() if trained_as[name] == name and name not in outcomes]
+    def forward(name: str, event: dict) -> None:
+        """Events of a host's job; its second model's epochs come marked `second`, its end ends both."""
+        if event.get("second"):
+            on_event(second[name], event)
+            return
+        on_event(name, event)
+        if name in second and event["type"] in ("started", "done", "error"):
+            on_event(second[name], event)
+
+    jobs = [Job(name, p.run, ds, trained_as[p.init_from] if p.init_from else None,
+                plan[second[name]].run if name in second else None)
+            for name, p in plan.items() if trained_as[name] == name and name not in outcomes and not p.after]
     pool = pool or default_pool()
     headroom = budget.worker_headroom_mb(pool.capacity)
     for job in jobs:  # before any worker starts: a run that would cost too much is refused whole
-        try:
-            budget.check(job.run, ds, headroom)
-        except ConfigError as e:
-            raise ConfigError(f"{job.key.upper() if len(job.key) == 1 else job.key}: {e}") from None
+        for run in (job.run, job.then) if job.then else (job.run,):
+            try:
+                budget.check(run, ds, headroom)
+            except ConfigError as e:
+                name = job.key if run is job.run else second[job.key]
+                raise ConfigError(f"{name.upper() if len(name) == 1 else name}: {e}") from None
     for name in plan:
         if trained_as[name] != name or name in outcomes:
             on_event(name, {"type": "cached"})
-    failed = run_jobs(pool, jobs, on_event, cancel, timeout_s, initial=initial, on_result=keep)
-    outcomes.update({name: o for name, o in failed.items() if o["type"] != "result"})
+    failed = run_jobs(pool, jobs, forward, cancel, timeout_s, initial=initial, on_result=keep)
+    for name, o in failed.items():
+        if o["type"] != "result":
+            outcomes[name] = o
+            if name in second:  # the process that builds both models ended: neither has a result
+                outcomes[second[name]] = o
     return {name: outcomes[trained_as[name]] for name in plan}

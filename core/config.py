@@ -126,6 +126,7 @@ class PairConfig:
     a: RunConfig = field(default_factory=RunConfig)
     b_differs: tuple[tuple[str, Any], ...] = ()  # (factor path, B's value), sorted, none equal to A's
     b_starts_from_a_init: bool = False  # B copies A's initial weights instead of drawing its own
+    same_process: bool = False  # A and B built one after the other in one fresh process, as in a notebook
 
     @property
     def b(self) -> RunConfig:
@@ -140,6 +141,7 @@ class PairConfig:
             "a": run_to_dict(self.a),
             "b_differs": {path: _jsonable(value) for path, value in self.b_differs},
             "b_starts_from_a_init": self.b_starts_from_a_init,
+            **({"same_process": True} if self.same_process else {}),  # links and results from before stay valid
         }
 
     def to_json(self) -> str:

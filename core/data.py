@@ -13,6 +13,7 @@ import math
 import os
 import re
 import stat
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,7 +63,13 @@ def load(cfg: DataConfig) -> Dataset:
 
     Bundled and generated data are remembered (a CSV is read every time: its file may change).
     """
-    return _read(cfg) if cfg.dataset == "csv" else _remembered(cfg)
+    with _one_load_at_a_time:
+        return _read(cfg) if cfg.dataset == "csv" else _remembered(cfg)
+
+
+# Two threads importing scikit-learn at once can trip Python's import-lock deadlock detection (seen:
+# _DeadlockError in narwhals.stable when the app's background preparation and a first Run both load data).
+_one_load_at_a_time = threading.Lock()
 
 
 def _read(cfg: DataConfig) -> Dataset:

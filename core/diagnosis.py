@@ -47,10 +47,11 @@ def checks_plan(pair: PairConfig) -> dict[str, Planned]:
     one fixed batch order when fit's own shuffle is in play and the order is not what differs.
     """
     plan = {}
-    if pair.b_differs:
+    if pair.b_differs or pair.same_process:  # (A again, alone in its process, as A was built first in its own)
         plan[AGAIN] = Planned(pair.a, repeat=1)
     orders = {pair.a.training.batch_order, pair.b.training.batch_order}
-    if pair.b_differs and "framework" in orders and "training.batch_order" not in dict(pair.b_differs):
+    if pair.b_differs and "framework" in orders and "training.batch_order" not in dict(pair.b_differs) \
+            and not pair.same_process:
         plan[A_FIXED] = Planned(pair.a.with_value("training.batch_order", "fixed"))
         plan[B_FIXED] = Planned(pair.b.with_value("training.batch_order", "fixed"),
                                 A_FIXED if pair.b_starts_from_a_init else None)
@@ -71,6 +72,25 @@ def _said(split: dict) -> str:
     if split["epoch"] is None:
         return "the same weights after every epoch, other test predictions."
     return f"weights first differ at epoch {split['epoch']}."
+
+
+def _second_model(pair: PairConfig, a: dict, b: dict, which: str) -> str:
+    """Two models built one after the other in one process: what the second draws, and what its run measured."""
+    facts = b["effective"]["same_process"]
+    once = "nothing is seeded and" if pair.a.seeding.policy == "none" else "the seeds were set once, so"
+    sentence = (f"B is the second model built in A's process: {once} B's initializers draw the numbers that come "
+                f"after A's, and {which} start elsewhere.")
+    if facts["same_class"]:
+        sentence += (f" {facts['built_with'][0]} and {facts['built_with'][1]} are the same class here "
+                     f"({facts['classes'][0]})")
+    else:
+        sentence += (f" {facts['built_with'][0]} is {facts['classes'][0]}, {facts['built_with'][1]} is "
+                     f"{facts['classes'][1]}")
+    oa, ob = a["effective"]["optimizer"], b["effective"]["optimizer"]
+    differ = sorted(k for k in oa.keys() | ob.keys() if oa.get(k) != ob.get(k))
+    if differ == ["name"]:
+        return sentence + f", and the two optimizers differ only in their name ({oa['name']}, {ob['name']})."
+    return sentence + f"; the two optimizers' settings differ in {', '.join(differ) or 'nothing'}."
 
 
 def _inputs(a: dict, b: dict) -> dict:
@@ -153,6 +173,11 @@ def diagnose(pair: PairConfig, comparison: dict, outcomes: dict[str, dict], task
                                         f"{_factors(pair, how, 'changes')} the inputs{by}{rows}; {then}.")
     if init_differs:
         which = f"{len(init_differs)} of {n_vars} variables ({_names(init_differs)})"
+        if pair.same_process:
+            anew = "" if again_split is None or again_split["epoch"] != 0 else (
+                " A trained again in another fresh process starts elsewhere too: "
+                f"{'; '.join(not_reproducible(pair.a)) or 'a random stream is not seeded'}.")
+            return verdict("initial_weights", _second_model(pair, a, b, which) + anew)
         unseeded = not_reproducible(pair.a)
         a_repeats_init = again_split is None or again_split["epoch"] != 0
         if not paths or not a_repeats_init:

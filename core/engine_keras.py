@@ -127,17 +127,30 @@ def keras_normalizer(K):
     return normalize
 
 
-def train(K, engine: str, run: RunConfig, ds: Dataset, x_train, y_train, x_test, emit, wait_for_init) -> dict:
-    """Build, compile and fit one model; returns the run's record (plain data)."""
-    import tensorflow as tf
-
+def prepare(K, run: RunConfig) -> str:
+    """What a process sets before it builds any model: the dtype policy and the seeding (returned, for the record)."""
     n = run.numerics
     if n.dtype == "float64":
         K.backend.set_floatx("float64")
     if n.dtype == "mixed_float16":
         K.mixed_precision.set_global_policy("mixed_float16")
-    seeding = seed_everything(K, run)
-    model = build_model(K, run.model, run, ds, x_train.shape[1])
+    return seed_everything(K, run)
+
+
+def train(K, engine: str, run: RunConfig, ds: Dataset, x_train, y_train, x_test, emit, wait_for_init,
+          built: tuple | None = None) -> dict:
+    """Build, compile and fit one model; returns the run's record (plain data).
+
+    `built`: (model, what the seeding did) when the model was built beforehand, next to another in this process.
+    """
+    import tensorflow as tf
+
+    n = run.numerics
+    if built is None:
+        seeding = prepare(K, run)
+        model = build_model(K, run.model, run, ds, x_train.shape[1])
+    else:
+        model, seeding = built
     names, variables = named_weights(model)
     initial = wait_for_init()
     if initial is not None:

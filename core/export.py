@@ -39,7 +39,7 @@ from core import data as data_module
 from core import engine_keras, engine_tf, preprocess, recording
 from core.batch import library_versions
 from core.compare import weights_digest
-from core.config import PairConfig, RunConfig
+from core.config import ConfigError, PairConfig, RunConfig
 from core.factors import factor, format_value, parse_pair
 from core.pool import worker_env
 
@@ -55,7 +55,39 @@ def standalone_script(pair: PairConfig) -> str:
     Raises core.config.ConfigError for a pair the app would refuse or data it cannot load.
     """
     pair = parse_pair(pair.to_dict())  # the app's own validation, whatever built this PairConfig
+    if pair.same_process:
+        raise ConfigError("the standalone script trains A and B each in a fresh process; a pair built in one "
+                          "process is the article's Example 1, whose code the Overview shows")
     return _Writer(pair, data_module.load(pair.data)).script()
+
+
+OPTIMIZER_CLASSES = {"adam": "Adam", "sgd": "SGD", "rmsprop": "RMSprop", "adagrad": "Adagrad"}
+
+
+def same_process_code(pair: PairConfig) -> str:
+    """What a pair built in one process does, in the article's words (the worker runs the app's equivalent)."""
+    a, b = pair.a, pair.b
+    seeding = {
+        "numpy_tf": f"np.random.seed({a.seeding.seed})\ntf.random.set_seed({a.seeding.seed})",
+        "keras": f"keras.utils.set_random_seed({a.seeding.seed})", "none": "# no seeding",
+        "explicit": f"# explicit seeds ({a.seeding.seed} + i) on every initializer"}[a.seeding.policy]
+    legacy = a.engine.name == "tf_keras"
+
+    def layers(run: RunConfig) -> str:
+        hidden = ", ".join(f'Dense({u}, activation="{run.model.activation}")' for u in run.model.hidden)
+        return f"[Input(...), {hidden}, Dense(outputs)]"
+
+    return "\n".join([
+        "import numpy as np, tensorflow as tf" + ("" if legacy else ", keras"),
+        *(["import tf_keras as keras  # TF_USE_LEGACY_KERAS=1: tf.keras is tf_keras too"] if legacy else []),
+        "", seeding, "",
+        f"model_a = keras.Sequential({layers(a)})",
+        f"model_b = tf.keras.Sequential({layers(b)})  # the same process, right after A",
+        f"model_a.compile(optimizer=keras.optimizers.{OPTIMIZER_CLASSES[a.optimizer.name]}(...), loss=...)",
+        f"model_b.compile(optimizer=tf.keras.optimizers.{OPTIMIZER_CLASSES[b.optimizer.name]}(...), loss=...)",
+        f"model_a.fit(x_train, y_train, epochs={a.training.epochs}, batch_size={a.training.batch_size})",
+        f"model_b.fit(x_train, y_train, epochs={b.training.epochs}, batch_size={b.training.batch_size})",
+    ])
 
 
 def not_reproducible(run: RunConfig) -> list[str]:
@@ -435,7 +467,7 @@ class _Writer:
             value = self.v(f"optimizer.{clip}", ms)
             if value != "0.0":
                 text.append(f"{clip}={value}" + (" or None" if value.startswith("run") else ""))
-        cls = {"adam": "Adam", "sgd": "SGD", "rmsprop": "RMSprop", "adagrad": "Adagrad"}[name]
+        cls = OPTIMIZER_CLASSES[name]
         return _wrap(f"optimizer = keras.optimizers.{cls}({', '.join(text)})")
 
     def _keras_fit(self, ms, epochs: str, batch: str) -> Lines:

@@ -30,6 +30,7 @@ DATASETS = ("digits", "breast_cancer", "diabetes", "moons", "spirals", "series",
 @dataclass(frozen=True)
 class Choice:
     options: tuple
+    names: tuple[tuple[Any, str], ...] = ()  # (option, what people read) where the option alone says too little
 
     def check(self, value: Any, where: str) -> Any:
         if isinstance(value, bool) != all(isinstance(o, bool) for o in self.options) or value not in self.options:
@@ -132,7 +133,9 @@ KERAS_ENGINES = ("keras", "tf_keras")
 
 FACTORS: tuple[Factor, ...] = (
     # Engine
-    Factor("engine.name", "Engine", ENGINE, Choice(ENGINES),
+    Factor("engine.name", "Engine", ENGINE, Choice(ENGINES, names=(
+        ("keras", "Keras 3 (keras)"), ("tf_keras", "legacy tf.keras (tf_keras, Keras 2)"),
+        ("tensorflow", "raw TensorFlow loop"))),
            "Seeded with keras.utils.set_random_seed, Keras 3 and legacy tf.keras (the tf_keras package, Keras 2; "
            "tf.keras itself is Keras 3 from TensorFlow 2.16 unless TF_USE_LEGACY_KERAS=1) draw the same initial "
            "weights and take the same steps in the same batch order, but fit's own shuffle gives them different "
@@ -303,7 +306,12 @@ def parse_data(raw: Any) -> DataConfig:
     return data
 
 
-def make_pair(data: DataConfig, a: RunConfig, b_differs: dict[str, Any], b_starts_from_a_init: bool = False) -> PairConfig:
+# What one process sets for every model it builds: two models of one process cannot differ in these.
+PROCESS_WIDE = (ENGINE, SEEDING, NUMERICS)
+
+
+def make_pair(data: DataConfig, a: RunConfig, b_differs: dict[str, Any], b_starts_from_a_init: bool = False,
+              same_process: bool = False) -> PairConfig:
     """The canonical pair: overrides validated, sorted, and dropped where equal to A's value."""
     differs = []
     for path, value in b_differs.items():
@@ -311,8 +319,19 @@ def make_pair(data: DataConfig, a: RunConfig, b_differs: dict[str, Any], b_start
         if value != a.get(path):
             differs.append((path, value))
     pair = PairConfig(data=data, a=check_run(a), b_differs=tuple(sorted(differs)),
-                      b_starts_from_a_init=bool(b_starts_from_a_init))
+                      b_starts_from_a_init=bool(b_starts_from_a_init), same_process=bool(same_process))
     check_run(pair.b)
+    if pair.same_process:
+        if pair.a.engine.name not in KERAS_ENGINES:
+            raise ConfigError("same_process: two models in one process are built with Keras; the tensorflow engine "
+                              "trains one model per process")
+        if pair.b_starts_from_a_init:
+            raise ConfigError("same_process: B is built next in A's process and draws its own weights; it cannot "
+                              "also copy A's")
+        wide = [p for p, _ in pair.b_differs if factor(p).group in PROCESS_WIDE]
+        if wide:
+            raise ConfigError(f"same_process: one process has one engine, seeding and numerics for both models, "
+                              f"but B differs in {', '.join(wide)}")
     if pair.b_starts_from_a_init:
         shape_paths = {"model.kind", "model.hidden", "model.batch_norm", "model.scale_layer"}
         clash = shape_paths & {p for p, _ in pair.b_differs}
@@ -334,13 +353,12 @@ def check_data_fits(pair: PairConfig) -> None:
 def parse_pair(raw: Any) -> PairConfig:
     """A validated PairConfig from its JSON dict; every error names the field and what is allowed."""
     raw = _section(raw, "pair")
-    unknown = set(raw) - {"data", "a", "b_differs", "b_starts_from_a_init"}
+    unknown = set(raw) - {"data", "a", "b_differs", "b_starts_from_a_init", "same_process"}
     if unknown:
         raise ConfigError(f"unknown pair field(s) {', '.join(sorted(unknown))}")
-    flag = raw.get("b_starts_from_a_init", False)
-    BOOL.check(flag, "b_starts_from_a_init")
+    flags = {name: BOOL.check(raw.get(name, False), name) for name in ("b_starts_from_a_init", "same_process")}
     return make_pair(parse_data(raw.get("data")), parse_run(raw.get("a")), _section(raw.get("b_differs"), "b_differs"),
-                     flag)
+                     **flags)
 
 
 def not_applied(run: RunConfig) -> dict[str, str]:
@@ -361,6 +379,8 @@ def not_applied(run: RunConfig) -> dict[str, str]:
 def format_value(path: str, value: Any) -> str:
     """A value as people read it: 0.001 stays 0.001, an epsilon shows as 1e-07."""
     allowed = factor(path).allowed
+    if isinstance(allowed, Choice) and value in dict(allowed.names):
+        return dict(allowed.names)[value]
     if isinstance(value, bool):
         return "on" if value else "off"
     if isinstance(allowed, Number) and not allowed.integer:

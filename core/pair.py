@@ -31,6 +31,8 @@ MODELS = ("a", "b")
 
 def pair_plan(pair: PairConfig, a: str = "a", b: str = "b") -> dict[str, Planned]:
     """A and B under the names given; B is a second, independent training when nothing sets it apart from A."""
+    if pair.same_process:  # B is the second model of A's process
+        return {a: Planned(pair.a), b: Planned(pair.b, after=a)}
     init = a if pair.b_starts_from_a_init else None
     return {a: Planned(pair.a), b: Planned(pair.b, init, repeat=int(pair.b == pair.a and init is None))}
 
@@ -100,7 +102,8 @@ def full_plan(pair: PairConfig, checks: bool = True) -> dict[str, Planned]:
 
 
 def cached_result(pair: PairConfig, cache: RunCache | None = None, checks: bool = True) -> PairResult | None:
-    """The pair's result if the cache has all its runs (nothing is trained); None otherwise or if the data cannot load."""
+    """The pair's result if the cache has all its runs (nothing is trained); None otherwise, or if the data
+    cannot load."""
     cache = cache or default_cache()
     if cache.empty():  # a fresh server: answer without loading the data (the first page draws sooner)
         return None

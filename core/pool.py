@@ -244,6 +244,7 @@ class Job:
     run: RunConfig
     data: object  # core.data.Dataset
     init_from: str | None = None  # key of the job whose initial weights this one starts from
+    then: RunConfig | None = None  # a second model built after this one in the same process, then trained
 
 
 Progress = Callable[[str, dict], None]
@@ -299,7 +300,8 @@ def run_jobs(pool: WorkerPool, jobs: list[Job], on_event: Progress | None = None
                 pending.remove(job)
                 submitted = time.perf_counter()
                 active[job.key] = (worker, job, submitted)
-                _send(worker, {"type": "job", "run": job.run, "data": job.data, "init_from_peer": bool(job.init_from)})
+                _send(worker, {"type": "job", "run": job.run, "data": job.data, "init_from_peer": bool(job.init_from),
+                               "then": job.then})
                 if job.init_from:
                     awaiting_init.append(job.key)
                 on_event(job.key, {"type": "started", "pid": worker.proc.pid})

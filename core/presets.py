@@ -19,18 +19,23 @@ class Preset:
     b_differs: dict  # factor path -> B's value
     b_starts_from_a_init: bool = False
     data: dict | None = None  # DataConfig fields that differ from the defaults
+    same_process: bool = False  # A and B built one after the other in one fresh process
 
     def pair(self, epochs: int | None = None) -> PairConfig:
         a = parse_run(self.a)
         if epochs is not None:
             a = parse_run({"training": {"epochs": epochs}}, a)
-        return make_pair(DataConfig(**(self.data or {})), a, self.b_differs, self.b_starts_from_a_init)
+        return make_pair(DataConfig(**(self.data or {})), a, self.b_differs, self.b_starts_from_a_init,
+                         self.same_process)
 
 
 PRESETS: dict[str, Preset] = {p.name: p for p in (
     Preset("keras3-vs-tf-keras", "Same seed, same network, fit's own shuffle: Keras 3 against legacy tf.keras "
            "(Keras 2, the tf_keras package; tf.keras itself is Keras 3 from TensorFlow 2.16 unless "
            "TF_USE_LEGACY_KERAS=1).", {"training": {"batch_order": "framework"}}, {"engine.name": "tf_keras"}),
+    Preset("two-models-one-process", "The article's Example 1: np.random.seed(42) and tf.random.set_seed(42), "
+           "then keras.Sequential (A) and tf.keras.Sequential (B) built one after the other in one process.",
+           {"seeding": {"policy": "numpy_tf", "seed": 42}}, {}, same_process=True),
     Preset("tf-seed-not-enough", "A and B identical, seeded only with np.random.seed + tf.random.set_seed, "
            "each in a fresh process.", {"seeding": {"policy": "numpy_tf"}}, {}),
     Preset("adam-epsilon", "Adam's epsilon: Keras's 1e-7 against PyTorch/TF1's 1e-8, from the same initial weights.",

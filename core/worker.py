@@ -176,19 +176,44 @@ def run_job(tf, K, job: dict, out, inp) -> dict:
             raise RuntimeError("the peer's initial weights never arrived")
         return message["weights"]
 
-    x_train, y_train, x_test, grid = preprocess(ds, run.preprocess, engine_keras.keras_normalizer(K))
+    inputs = preprocess(ds, run.preprocess, engine_keras.keras_normalizer(K))
     engine = run.engine.name
     if engine == "tensorflow":
-        record = engine_tf.train(run, ds, x_train, y_train, x_test, emit, wait_for_init)
-    else:
-        if (engine == "tf_keras") != (K.__name__ == "tf_keras"):
-            raise RuntimeError(f"worker imported {K.__name__} but the run asks for the {engine} engine")
-        record = engine_keras.train(K, engine, run, ds, x_train, y_train, x_test, emit, wait_for_init)
-    rec = record["recording"]
+        return _outcome(tf, run, engine_tf.train(run, ds, *inputs[:3], emit, wait_for_init), inputs, job, t0)
+    if (engine == "tf_keras") != (K.__name__ == "tf_keras"):
+        raise RuntimeError(f"worker imported {K.__name__} but the run asks for the {engine} engine")
+    if job.get("then") is None:
+        return _outcome(tf, run, engine_keras.train(K, engine, run, ds, *inputs[:3], emit, wait_for_init), inputs,
+                        job, t0)
+    # Two models in one process, as in a notebook (the article's Example 1): the seeds are set once,
+    # A is built with `keras.Sequential`, then B with `tf.keras.Sequential`, and only then is each trained.
+    second = job["then"]
+    inputs_b = preprocess(ds, second.preprocess, engine_keras.keras_normalizer(K))
+    seeding = engine_keras.prepare(K, run)
+    model_a = engine_keras.build_model(K, run.model, run, ds, inputs[0].shape[1])
+    model_b = engine_keras.build_model(tf.keras, second.model, second, ds, inputs_b[0].shape[1])
+    shared = {"classes": [f"{type(m).__module__}.{type(m).__qualname__}" for m in (model_a, model_b)],
+              "same_class": type(model_a) is type(model_b), "built_with": [f"{K.__name__}.Sequential",
+                                                                          "tf.keras.Sequential"]}
+    a = _outcome(tf, run, engine_keras.train(K, engine, run, ds, *inputs[:3], emit, lambda: None,
+                                             built=(model_a, seeding)), inputs, job, t0)
+    t1 = time.perf_counter()
+    b = _outcome(tf, second, engine_keras.train(K, engine, second, ds, *inputs_b[:3],
+                                                lambda event: emit({**event, "second": True}), lambda: None,
+                                                built=(model_b, seeding)), inputs_b, job, t1)
+    for outcome, order in ((a, 1), (b, 2)):
+        outcome["effective"]["same_process"] = {**shared, "built": order}
+    return {**a, "second": b}
+
+
+def _outcome(tf, run, record: dict, inputs: tuple, job: dict, t0: float) -> dict:
+    """What a run sends back: its record, the inputs it trained on (as a digest) and its settings in effect."""
     import hashlib
 
     import numpy as np
 
+    x_train, y_train, x_test, grid = inputs
+    rec = record["recording"]
     train_inputs = hashlib.sha256()
     for a in (x_train, y_train):
         a = np.ascontiguousarray(a)

@@ -132,6 +132,10 @@ if "settings" in twice:
 st.subheader("Alignment staircase")
 if "error" in attribution or "error" in twice:
     st.stop()
+if pair.same_process and not pair.b_differs:
+    st.write("A and B differ in no factor, only in being built one after the other in one process: there is "
+             "nothing to align step by step. The Overview's diagnosis says what the second model draws.")
+    st.stop()
 order = analysis.staircase_order(attribution)
 steps_plan = analysis.staircase_plan(pair, order)
 says, epochs = cost(steps_plan)

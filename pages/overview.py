@@ -19,6 +19,19 @@ if diagnosis := s.get("diagnosis"):
     st.markdown(f"**{diagnosis['name']}.** {plain(diagnosis['sentence'], limit=2000)}")
     with st.expander("The evidence, measured by this pair's runs"):
         st.markdown("\n".join(f"- {plain(line, limit=2000)}" for line in diagnosis["evidence"]))
+if s["config"].get("same_process"):  # the article's Example 1: the code beside what its run measured
+    from core.export import same_process_code
+    from core.factors import parse_pair
+
+    code, facts = st.columns([3, 2])
+    code.code(same_process_code(parse_pair(s["config"])), language="python")
+    shared = s["b"]["effective"]["same_process"]
+    facts.markdown("\n".join([
+        "Measured in that process:",
+        *(f"- `{built}` built a `{cls}`" for built, cls in zip(shared["built_with"], shared["classes"])),
+        f"- one class for both: **{'yes' if shared['same_class'] else 'no'}**",
+        "- optimizer names: " + ", ".join(f"`{s[m]['effective']['optimizer']['name']}`" for m in "ab"),
+        f"- tf.keras is `{s['a']['effective']['tf.keras is']}` in this TensorFlow"]))
 for sentence in tables.verdict(result):
     st.markdown(f"- {sentence}")
 

@@ -349,3 +349,26 @@ def test_the_scenario_travels_in_the_link_and_shows_when_it_was_edited(app_test_
     by_name = _app({"scenario": "batch-order"})  # a hand-written link with just the name
     by_name.run()
     assert state.from_state(by_name.session_state) == PRESETS["batch-order"].pair()
+
+
+def test_the_articles_example_1_runs_in_one_process_with_its_facts_measured(app_test_pages, pool):
+    at = _run_scenario(_app(), "two-models-one-process", epochs=1)
+    result = at.session_state["result"]
+    s = result.summary
+    assert s["config"]["same_process"] and at.query_params["process"] == "one"
+    diagnosis = s["diagnosis"]
+    assert diagnosis["mechanism"] == "initial_weights"
+    assert unescaped(at.main.markdown[0].value) == f"**Initial weights.** {diagnosis['sentence']}"
+    assert "B is the second model built in A's process" in diagnosis["sentence"]
+    # The article's facts, as this run measured them: one class, a second draw, optimizers apart only by name.
+    shared = s["b"]["effective"]["same_process"]
+    assert shared["same_class"] and shared["classes"] == ["keras.src.models.sequential.Sequential"] * 2
+    assert [s[m]["effective"]["optimizer"]["name"] for m in "ab"] == ["adam", "adam_1"]
+    assert "the two optimizers differ only in their name (adam, adam_1)" in diagnosis["sentence"]
+    assert s["compare"]["first_divergent_epoch"] == 0
+    code = at.code[0].value
+    assert "np.random.seed(42)" in code and "model_b = tf.keras.Sequential" in code
+    facts = " ".join(m.value for m in at.main.markdown)
+    assert "one class for both: **yes**" in facts and "`adam`, `adam_1`" in facts
+    at.switch_page("pages/reproduce.py").run()
+    assert not at.exception and "the article's Example 1" in unescaped(at.error[0].value)

@@ -66,6 +66,8 @@ def test_numbers_display_as_people_read_them():
     assert format_value("optimizer.epsilon", 1e-8) == "1e-08"
     assert format_value("numerics.op_determinism", True) == "on"
     assert format_value("model.hidden", (64, 32)) == "64, 32"
+    assert format_value("engine.name", "tf_keras") == "legacy tf.keras (tf_keras, Keras 2)"
+    assert format_value("optimizer.name", "adam") == "adam"  # an option that says enough shows as itself
 
 
 def test_every_preset_is_a_valid_pair():
@@ -76,3 +78,18 @@ def test_every_preset_is_a_valid_pair():
     assert dict(preset("adam-epsilon").pair().b_differs) == {"optimizer.epsilon": 1e-8}
     with pytest.raises(ConfigError, match="unknown preset"):
         preset("nope")
+
+
+def test_a_pair_built_in_one_process_round_trips_and_refuses_what_one_process_cannot_hold():
+    pair = preset("two-models-one-process").pair()
+    assert pair.same_process and parse_pair(json.loads(pair.to_json())) == pair
+    assert "same_process" not in preset("adam-epsilon").pair().to_dict()  # older pairs read as they did
+    keras_run = RunConfig()
+    with pytest.raises(ConfigError, match="one engine, seeding and numerics for both models, but B differs in "
+                                          "engine.name, numerics.dtype"):
+        make_pair(DataConfig(), keras_run, {"engine.name": "tf_keras", "numerics.dtype": "float64"}, same_process=True)
+    with pytest.raises(ConfigError, match="cannot also copy A's"):
+        make_pair(DataConfig(), keras_run, {}, b_starts_from_a_init=True, same_process=True)
+    with pytest.raises(ConfigError, match="built with Keras"):
+        make_pair(DataConfig(), keras_run.with_value("engine.name", "tensorflow"), {}, same_process=True)
+    assert make_pair(DataConfig(), keras_run, {"optimizer.epsilon": 1e-8}, same_process=True).same_process

@@ -57,6 +57,17 @@ def test_cli_runs_a_preset_and_writes_the_result(tmp_path):
         assert arrays["b/predictions"].shape == (3, 360, 10)
 
 
+def test_cli_runs_the_articles_example_1_in_one_process_and_says_why(tmp_path):
+    out = tmp_path / "out"
+    done = _python("-m", "core", "run", "--preset", "two-models-one-process", "--epochs", "1", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    result = json.loads((out / "result.json").read_text())
+    assert result["config"]["same_process"] is True and result["diagnosis"]["mechanism"] == "initial_weights"
+    assert [result[m]["effective"]["same_process"]["built"] for m in "ab"] == [1, 2]
+    assert f"why: Initial weights. {result['diagnosis']['sentence']}" in done.stdout
+    assert "keras.Sequential and tf.keras.Sequential are the same class here" in done.stdout
+
+
 def test_cli_bad_input_exits_nonzero_with_one_line(tmp_path):
     bad = tmp_path / "pair.json"
     bad.write_text(json.dumps({"a": {"training": {"batch_size": 0}}}))

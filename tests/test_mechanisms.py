@@ -1,5 +1,6 @@
 """The mechanism sentences the app shows, checked by the runs they describe (real workers, tiny epochs)."""
 
+import json
 import os
 import subprocess
 import sys
@@ -7,7 +8,7 @@ import sys
 import pytest
 
 from core.batch import RunCache
-from core.config import DataConfig
+from core.config import ConfigError, DataConfig
 from core.diagnosis import MECHANISMS
 from core.export import not_reproducible
 from core.factors import BY_PATH, make_pair, parse_run
@@ -59,6 +60,7 @@ def test_tf_keras_is_keras3_unless_legacy_keras_is_asked_for(legacy, module):
 # set rounds differently, on others nothing does; either is a measured, named answer.
 PRESET_MECHANISM = {
     "keras3-vs-tf-keras": {"batch_order"},
+    "two-models-one-process": {"initial_weights"},
     "tf-seed-not-enough": {"initial_weights"},
     "adam-epsilon": {"update_arithmetic"},
     "fit-vs-raw-loop": {"update_arithmetic"},
@@ -98,6 +100,10 @@ def test_each_presets_verdict_names_the_mechanism_its_runs_show(pool, shared_cac
         # What each worker's own TensorFlow says tf.keras is (the Overview's environment table shows it).
         assert result.summary["a"]["effective"]["tf.keras is"].startswith("keras.src.")
         assert result.summary["b"]["effective"]["tf.keras is"].startswith("tf_keras.")
+    if name == "two-models-one-process":  # the second draw from the stream the seeds set once, in one process
+        assert initial == {n for n in c["per_epoch"][0]["layers"] if n.endswith("kernel")}
+        assert diagnosis["sentence"].startswith("B is the second model built in A's process")
+        assert "A trained again in another fresh process starts elsewhere too" in diagnosis["sentence"]
     if name == "custom-layer":
         assert initial == {"scale/w"} and "1 of 7 variables (scale/w)" in diagnosis["sentence"]
     if name == "tf-seed-not-enough":  # every kernel is drawn anew; the biases start at zero in both
@@ -121,7 +127,7 @@ def test_numpy_and_tf_seeds_leave_keras_initializers_drawing_from_pythons_random
     code = ("import random, numpy as np, tensorflow as tf\n"
             "import tf_keras as keras\n" if legacy else "import random, numpy as np, tensorflow as tf, keras\n")
     code += ("def draw():\n"
-             "    return keras.layers.Dense(4, kernel_initializer='glorot_uniform').__call__(np.ones((1, 3), 'float32'))"
+             "    return keras.layers.Dense(4, kernel_initializer='glorot_uniform')(np.ones((1, 3), 'float32'))"
              ".numpy().tobytes()\n"
              "random.seed(7); one = draw(); random.seed(7); two = draw()\n"
              "np.random.seed(7); tf.random.set_seed(7); three = draw(); np.random.seed(7); tf.random.set_seed(7); "
@@ -131,3 +137,56 @@ def test_numpy_and_tf_seeds_leave_keras_initializers_drawing_from_pythons_random
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split()[-2:] == ["True", "False"]
+
+
+LIBRARY_FACTS = r"""
+import inspect, json, random
+import numpy as np, tensorflow as tf, keras
+from keras.src.trainers.trainer import model_supports_jit
+
+o = keras.optimizers
+facts = {"adam_eps": o.Adam().epsilon, "rmsprop_eps": o.RMSprop().epsilon, "rmsprop_rho": o.RMSprop().rho,
+         "adagrad_eps": o.Adagrad().epsilon, "adagrad_acc": o.Adagrad().initial_accumulator_value,
+         "tf1_adam_eps": inspect.signature(tf.compat.v1.train.AdamOptimizer).parameters["epsilon"].default}
+try:
+    o.Adam(clipnorm=1.0, clipvalue=1.0)
+    facts["clip_both"] = "accepted"
+except ValueError:
+    facts["clip_both"] = "refused"
+keras.utils.set_random_seed(5)
+drawn = (random.random(), float(np.random.rand()), float(tf.random.uniform(())))
+random.seed(5); np.random.seed(5); tf.random.set_seed(5)
+facts["set_random_seed_seeds_python_numpy_tf"] = drawn == (random.random(), float(np.random.rand()),
+                                                           float(tf.random.uniform(())))
+x = np.random.default_rng(0).normal(size=(50, 3)).astype("float32")
+layer = keras.layers.Normalization()
+layer.adapt(x)
+facts["normalization_population_var"] = bool(np.allclose(np.asarray(layer.variance).ravel(), x.var(axis=0, ddof=0),
+                                                         rtol=1e-5))
+model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+facts["jit_ok"] = model_supports_jit(model)
+tf.config.experimental.enable_op_determinism()
+facts["jit_ok_with_determinism"] = model_supports_jit(model)
+print(json.dumps(facts))
+"""
+
+
+def test_the_library_defaults_and_behaviours_the_mechanisms_cite():
+    """Each number and behaviour a factor's sentence attributes to Keras or TensorFlow, read off the installed ones."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    done = subprocess.run([sys.executable, "-c", LIBRARY_FACTS], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    facts = json.loads(done.stdout.splitlines()[-1])
+    said = {path: BY_PATH[path].mechanism for path in BY_PATH}
+    assert "Keras uses 1e-7, PyTorch and TF1 use 1e-8" in said["optimizer.epsilon"]
+    assert facts["adam_eps"] == facts["rmsprop_eps"] == facts["adagrad_eps"] == 1e-7 and facts["tf1_adam_eps"] == 1e-8
+    assert "Keras 0.9" in said["optimizer.rho"] and facts["rmsprop_rho"] == 0.9
+    assert "Keras 0.1" in said["optimizer.initial_accumulator"] and facts["adagrad_acc"] == 0.1
+    assert "seeds Python, NumPy and TF" in said["seeding.policy"] and facts["set_random_seed_seeds_python_numpy_tf"]
+    assert "Keras Normalization adapts population statistics" in said["preprocess.scaler"]
+    assert facts["normalization_population_var"]
+    assert "turns Keras 3's auto XLA off" in said["numerics.op_determinism"]
+    assert facts["jit_ok"] is True and facts["jit_ok_with_determinism"] is False
+    with pytest.raises(ConfigError, match="Keras takes clipnorm or clipvalue, not both"):
+        parse_run({"optimizer": {"clipnorm": 1.0, "clipvalue": 1.0}})
+    assert facts["clip_both"] == "refused"

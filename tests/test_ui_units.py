@@ -293,3 +293,12 @@ def test_plain_text_escapes_every_markdown_character_and_stays_short():
     assert not re.search(r"://|www\.|@", outside_code)  # nothing left to autolink
     long = plain("x" * 100_000)
     assert len(long) < 400 and long.endswith("characters\\)")
+
+
+def test_a_pair_built_in_one_process_travels_in_the_link():
+    pair = PRESETS["two-models-one-process"].pair()
+    params = state.to_params(pair)
+    assert params["process"] == "one" and state.from_params(params) == (pair, [])
+    assert state.from_state(state.to_state(pair)) == pair
+    table = tables.what_differs(pair.to_dict())
+    assert table["factor"].tolist() == ["Process"] and table["B"].tolist() == ["built next, in A's process"]

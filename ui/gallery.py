@@ -23,7 +23,8 @@ class Cause:
 
 
 CAUSES = (
-    Cause("Random initialisation", "Which seeds reach the initial weights.", ("tf-seed-not-enough", "custom-layer")),
+    Cause("Random initialisation", "Which seeds reach the initial weights.",
+          ("two-models-one-process", "tf-seed-not-enough", "custom-layer")),
     Cause("Optimizer settings", "Defaults that differ from one library to another.", ("adam-epsilon",)),
     Cause("Backend differences", "The engine, the float precision, the compiler and the CPU kernels.",
           ("keras3-vs-tf-keras", "fit-vs-raw-loop", "float32-vs-float64", "xla-on-off", "onednn-on-off")),

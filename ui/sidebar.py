@@ -102,7 +102,8 @@ def _input(allowed, label: str, key: str, help: str | None = None) -> None:
     if isinstance(allowed, Choice) and all(isinstance(o, bool) for o in allowed.options):
         st.toggle(label, **kept)
     elif isinstance(allowed, Choice):
-        st.selectbox(label, allowed.options, **kept)
+        names = dict(allowed.names)
+        st.selectbox(label, allowed.options, format_func=lambda option: names.get(option, str(option)), **kept)
     elif isinstance(allowed, Number) and allowed.integer:
         st.number_input(label, min_value=int(allowed.lo), max_value=int(allowed.hi), step=1, **kept)
     elif isinstance(allowed, Number):
@@ -227,6 +228,9 @@ def render() -> PairConfig | None:
             _input(f.allowed, f"B: {f.label} (A: {a_value})", f"b.{path}", f.mechanism)
         st.toggle("B starts from A's initial weights", key=state.INIT, on_change=_remember, args=(state.INIT,),
                   help="Copies A's initial weights into B, so that initialisation cannot differ.")
+        st.toggle("A and B in one process", key=state.PROCESS, on_change=_remember, args=(state.PROCESS,),
+                  help="Builds A, then B, in one fresh process, as two models in one notebook: the seeds are set "
+                       "once and B's initializers draw after A's.")
         try:
             pair = state.from_state(st.session_state)
         except ConfigError as e:

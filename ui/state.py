@@ -3,7 +3,8 @@
 URL keys: `data.<field>` for the shared data, `a.<section.field>` for A's settings,
 `b.<section.field>` for each factor in which B differs, `init=a` when B starts from
 A's initial weights (`init=none` alone for a pair of nothing but defaults, since an empty
-link opens the default scenario), and `scenario=<preset>` when the pair was loaded from a
+link opens the default scenario), `process=one` when A and B are built one after the other in
+one process, and `scenario=<preset>` when the pair was loaded from a
 scenario (edited or not), so that a recipient sees its name and description. Only values away from the defaults are written, so a link is
 short. Reading never raises: a parameter that makes no sense becomes a warning and
 falls back to the default.
@@ -71,6 +72,8 @@ def to_params(pair: PairConfig) -> dict[str, str]:
             params[f"a.{path}"] = encode(pair.a.get(path))
     for path, value in pair.b_differs:
         params[f"b.{path}"] = encode(value)
+    if pair.same_process:
+        params[PROCESS] = "one"
     if pair.b_starts_from_a_init or not params:
         # An empty link opens the default scenario; a pair of nothing but defaults says so explicitly.
         params["init"] = "a" if pair.b_starts_from_a_init else "none"
@@ -84,14 +87,16 @@ def from_params(params: Mapping[str, str]) -> tuple[PairConfig, list[str]]:
     if set(params) == {SCENARIO} and scenario_in(params):  # a hand-written link: just the scenario's name
         return PRESETS[params[SCENARIO]].pair(), []
     warnings: list[str] = []
-    data, a, b, init = {}, RunConfig(), {}, False
+    data, a, b, flags = {}, RunConfig(), {}, {}
     for key, text in params.items():
         head, _, rest = key.partition(".")
         try:
             if key == SCENARIO:
                 decode(text, Choice(tuple(PRESETS)), key)  # read by scenario_in; here only checked
             elif key == "init":
-                init = decode(text, Choice(("a", "none")), "init") == "a"
+                flags["b_starts_from_a_init"] = decode(text, Choice(("a", "none")), "init") == "a"
+            elif key == PROCESS:
+                flags["same_process"] = decode(text, Choice(("one",)), PROCESS) == "one"
             elif head == "data" and rest in DATA_RULES and rest not in NOT_IN_LINKS:
                 data[rest] = decode(text, DATA_RULES[rest], key)
             elif head in ("a", "b") and rest in BY_PATH:
@@ -106,7 +111,7 @@ def from_params(params: Mapping[str, str]) -> tuple[PairConfig, list[str]]:
             warnings.append(f"Ignored link parameter {shorten(key, ECHO)}={shorten(text, ECHO)!r}: "
                             f"{shorten(str(e), 2 * ECHO)}. Using the default.")
     try:
-        return make_pair(DataConfig(**data), a, b, init), warnings
+        return make_pair(DataConfig(**data), a, b, **flags), warnings
     except ConfigError as e:
         return default_pair(), warnings + [f"The link describes a pair that cannot run ({shorten(str(e), 2 * ECHO)}); "
                                            "showing the default scenario instead."]
@@ -115,6 +120,7 @@ def from_params(params: Mapping[str, str]) -> tuple[PairConfig, list[str]]:
 # Widget state: one session-state key per field, the same names as the URL keys.
 B_FACTORS = "b.factors"  # the multiselect of factors in which B differs
 INIT = "init"
+PROCESS = "process"
 
 
 def to_state(pair: PairConfig) -> dict[str, Any]:
@@ -124,6 +130,7 @@ def to_state(pair: PairConfig) -> dict[str, Any]:
     state.update({f"b.{path}": _widget_value(value) for path, value in pair.b_differs})
     state[B_FACTORS] = [path for path, _ in pair.b_differs]
     state[INIT] = pair.b_starts_from_a_init
+    state[PROCESS] = pair.same_process
     return state
 
 
@@ -134,7 +141,7 @@ def from_state(state: Mapping[str, Any]) -> PairConfig:
     for path in run_paths():
         a = a.with_value(path, BY_PATH[path].allowed.check(state[f"a.{path}"], path))
     b = {path: state[f"b.{path}"] for path in state.get(B_FACTORS, [])}
-    return make_pair(data, a, b, bool(state.get(INIT)))
+    return make_pair(data, a, b, bool(state.get(INIT)), bool(state.get(PROCESS)))
 
 
 def _widget_value(value: Any) -> Any:

@@ -114,6 +114,9 @@ def what_differs(pair_dict: dict) -> pd.DataFrame:
     if pair.b_starts_from_a_init:
         rows.append({"factor": "Initial weights", "A": "drawn", "B": "copied from A",
                      "mechanism": "B starts from exactly A's initial weights, so initialisation cannot differ."})
+    if pair.same_process:
+        rows.append({"factor": "Process", "A": "built first", "B": "built next, in A's process",
+                     "mechanism": "The seeds are set once per process: B's initializers draw after A's."})
     return pd.DataFrame(rows, columns=["factor", "A", "B", "mechanism"])
 
 
