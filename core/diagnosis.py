@@ -109,10 +109,12 @@ def _names(items: list[str], limit: int = 3) -> str:
 def _factors(pair: PairConfig, paths: list[str], verb: str = "") -> str:
     """"B's epsilon, 1e-08 instead of A's 1e-07, changes": each factor with both values, the verb agreeing."""
     said = " and ".join(f"B's {factor(p).label}, {format_value(p, pair.b.get(p))} instead of A's "
-                        f"{format_value(p, pair.a.get(p))}," for p in paths).removesuffix(",")
-    if verb and len(paths) > 1:
+                        f"{format_value(p, pair.a.get(p))}," for p in paths)
+    if not verb:
+        return said.removesuffix(",")
+    if len(paths) > 1:
         verb = verb.removesuffix("s")  # "changes" -> "change"; "gives" -> "give"; "makes" -> "make"
-    return f"{said} {verb}".rstrip()
+    return f"{said} {verb}"
 
 
 def _number(value: float | None) -> str:
