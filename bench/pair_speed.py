@@ -7,6 +7,9 @@ Default scenario: digits, MLP 64-32-10, Adam, 20 epochs, batch 32.
   warm       run_pair with workers already warm (TF imported), median of --repeat
   checks     the default scenario (adam-epsilon) warm, with and without the runs that
              diagnose why A and B differ (core.diagnosis: A again), as a ratio
+  engines    for Keras 3 on TensorFlow, JAX and PyTorch: the warm pair (run-it-twice on that
+             engine) against the naive script under that KERAS_BACKEND, and each pair's time
+             over the TensorFlow pair's (jax_pair_over_tf_pair, torch_pair_over_tf_pair)
 Also: peak memory of this process and of each worker, and whether the keras
 engine's final weights are still bitwise those of a plain Keras script.
 
@@ -33,6 +36,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from core.engines import ENGINES  # noqa: E402
+from core.factors import make_pair  # noqa: E402
 from core.pair import run_pair  # noqa: E402
 from core.pool import WorkerPool  # noqa: E402
 from core.presets import DEFAULT_PRESET, preset  # noqa: E402
@@ -60,9 +65,9 @@ print(f"fit_s: {fit_s}", file=sys.stderr)
 """
 
 
-def naive(epochs: int) -> tuple[float, float]:
-    """(whole process seconds, seconds inside the two fit calls)."""
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+def naive(epochs: int, backend: str = "tensorflow") -> tuple[float, float]:
+    """(whole process seconds, seconds inside the two fit calls), Keras 3 on `backend`."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "KERAS_BACKEND": backend}
     started = time.perf_counter()
     done = subprocess.run([sys.executable, "-c", NAIVE, str(epochs)], capture_output=True, text=True, env=env,
                           check=True)
@@ -114,6 +119,7 @@ def main() -> None:
             pool.wait_warm()
             times.append(timed_pair(pool, default, checks)[0])
     pool.shutdown()
+    per_engine = {name: engine_figures(name, args.epochs, args.repeat) for name in ENGINE_RUNS}
 
     names = ["dense_0/kernel", "dense_0/bias", "dense_1/kernel", "dense_1/bias", "output/kernel", "output/bias"]
     ours = result.weights("a")
@@ -141,7 +147,33 @@ def main() -> None:
         "default_pair_with_checks_warm_s": statistics.median(with_checks),
         "checks_over_pair": statistics.median(with_checks) / statistics.median(without),
     }
+    for name, measured in per_engine.items():
+        figures.update({f"{name}_{key}": value for key, value in measured.items()})
+    tf_pair = per_engine["keras"]["pair_warm_s"]
+    figures["jax_pair_over_tf_pair"] = per_engine["keras_jax"]["pair_warm_s"] / tf_pair
+    figures["torch_pair_over_tf_pair"] = per_engine["keras_torch"]["pair_warm_s"] / tf_pair
     print_figures(figures)
+
+
+ENGINE_RUNS = ("keras", "keras_jax", "keras_torch")  # Keras 3 on each backend, the same plain fit
+
+
+def engine_figures(name: str, epochs: int, repeat: int) -> dict:
+    """One engine's warm pair (run-it-twice on it) against the naive script on its backend."""
+    pair = preset("run-it-twice").pair(epochs=epochs)
+    pair = make_pair(pair.data, pair.a.with_value("engine.name", name), {})
+    pool = WorkerPool(warm=2, warm_run=pair.a)
+    times = []
+    for _ in range(repeat):
+        pool.wait_warm()
+        elapsed, result = timed_pair(pool, pair, checks=False)
+        times.append(elapsed)
+    pool.shutdown()
+    naive_total, _ = naive(epochs, ENGINES[name].framework)
+    warm = statistics.median(times)
+    return {"pair_warm_s": warm, "naive_total_s": naive_total, "naive_over_warm": naive_total / warm,
+            "worker_train_s": result.summary["a"]["timings"]["train_s"],
+            "worker_peak_rss_mb": result.summary["a"]["peak_rss_mb"]}
 
 
 def print_figures(figures: dict) -> None:

@@ -50,10 +50,11 @@ import numpy as np
 
 from core import budget
 from core.config import ConfigError, RunConfig, run_to_dict
+from core.engines import engine, unavailable
 from core.pool import DEFAULT_TIMEOUT_S, Job, Progress, WorkerPool, default_pool, run_jobs
 from core.storage import cache_root, evict_least_recent, limit_bytes, private_dir, touch
 
-PACKAGES = ("tensorflow", "keras", "tf-keras", "numpy", "scikit-learn", "pandas")
+PACKAGES = ("tensorflow", "keras", "tf-keras", "jax", "jaxlib", "torch", "numpy", "scikit-learn", "pandas")
 ARRAYS = ("predictions", "grid_predictions", "test_inputs")  # outcome fields kept as arrays, besides the weights
 RECORD_VERSION = 4  # part of every key: raise it when what a worker records changes, so old entries are not served
 MB = 2**20
@@ -430,11 +431,12 @@ def run_batch(plan: dict[str, Planned], ds, pool: WorkerPool | None = None, on_e
                 plan[second[name]].run if name in second else None)
             for name, p in plan.items() if trained_as[name] == name and name not in outcomes and not p.after]
     pool = pool or default_pool()
-    headroom = budget.worker_headroom_mb(pool.capacity)
-    for job in jobs:  # before any worker starts: a run that would cost too much is refused whole
+    for job in jobs:  # before any worker starts: a run that cannot run here or would cost too much is refused whole
         for run in (job.run, job.then) if job.then else (job.run,):
             try:
-                budget.check(run, ds, headroom)
+                if missing := unavailable(run):
+                    raise ConfigError(f"engine.name: {missing}")
+                budget.check(run, ds, budget.worker_headroom_mb(pool.capacity, engine(run.engine.name).worker_mb))
             except ConfigError as e:
                 name = job.key if run is job.run else second[job.key]
                 raise ConfigError(f"{name.upper() if len(name) == 1 else name}: {e}") from None

@@ -67,11 +67,11 @@ def recorded_epochs(epochs: int, every: int) -> list[int]:
     return sorted({*range(0, epochs + 1, every), epochs})
 
 
-def worker_headroom_mb(workers: int) -> float:
-    """Memory one of `workers` side-by-side workers may use beyond a worker's own share (pool.WORKER_MB)."""
+def worker_headroom_mb(workers: int, worker_mb: int) -> float:
+    """Memory one of `workers` side-by-side workers may use beyond its engine's own share (`worker_mb`)."""
     from core import pool
 
-    return (pool.memory_limit_mb() - pool.PARENT_RESERVE_MB) / workers - pool.WORKER_MB
+    return (pool.memory_limit_mb() - pool.PARENT_RESERVE_MB) / workers - worker_mb
 
 
 def check(run: RunConfig, ds, headroom_mb: float | None = None) -> int:

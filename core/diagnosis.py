@@ -16,6 +16,7 @@ import numpy as np
 from core.batch import Planned
 from core.compare import compare_runs
 from core.config import PairConfig
+from core.engines import FRAMEWORK_NAMES, engine
 from core.export import not_reproducible
 from core.factors import ENGINE, NUMERICS, OPTIM, PREPROC, SEEDING, TRAIN, factor, format_value
 
@@ -35,8 +36,6 @@ MECHANISMS = {
 # Which mechanism a differing factor acts through once inputs and initial weights are equal.
 GROUP_MECHANISM = {OPTIM: "update_arithmetic", ENGINE: "update_arithmetic", TRAIN: "batch_order",
                    NUMERICS: "numerics", SEEDING: "training_draws"}
-ENGINE_NAMES = {"keras": "Keras 3's fit", "tf_keras": "legacy tf.keras's fit (the tf_keras package, Keras 2)",
-                "tensorflow": "the raw TensorFlow GradientTape loop"}
 AGAIN, A_FIXED, B_FIXED = "A again", "A, fixed order", "B, fixed order"
 
 
@@ -129,6 +128,7 @@ def diagnose(pair: PairConfig, comparison: dict, outcomes: dict[str, dict], task
     a, b = outcomes["a"], outcomes["b"]
     failed = [name for name, o in outcomes.items() if o["type"] != "result"]
     evidence, paths = [], [p for p, _ in pair.b_differs]
+    ea, eb = engine(pair.a.engine.name), engine(pair.b.engine.name)
 
     def verdict(mechanism: str, sentence: str) -> dict:
         return {"mechanism": mechanism, "name": MECHANISMS[mechanism], "sentence": sentence, "evidence": evidence}
@@ -189,8 +189,7 @@ def diagnose(pair: PairConfig, comparison: dict, outcomes: dict[str, dict], task
                                               f"{why}, so each fresh process draws new initial values.")
         if "engine.name" in paths:
             return verdict("initial_weights", f"B's engine draws its initial weights from another random stream "
-                                              f"({ENGINE_NAMES[pair.b.engine.name]} against "
-                                              f"{ENGINE_NAMES[pair.a.engine.name]}), so {which} differ before the "
+                                              f"({eb.training} against {ea.training}), so {which} differ before the "
                                               "first step.")
         return verdict("initial_weights", f"A and B start from different weights in {which}: "
                                           f"{_factors(pair, paths, 'changes')} what the initialisation draws.")
@@ -210,8 +209,7 @@ def diagnose(pair: PairConfig, comparison: dict, outcomes: dict[str, dict], task
                                          "or threads that sum in a varying order), so the A–B gap is at least "
                                          "partly that.")
     if twin_split is not None and twin_split["identical"]:
-        who = (f"{ENGINE_NAMES[pair.a.engine.name]} and {ENGINE_NAMES[pair.b.engine.name]}" if "engine.name" in paths
-               else "their shuffles")
+        who = f"{ea.training} and {eb.training}" if "engine.name" in paths else "their shuffles"
         return verdict("batch_order", f"With one fixed batch order A and B are bitwise identical; with fit's own "
                                       f"shuffle they split at epoch {first}: {who} deal the samples into different "
                                       "batches, so from then on the models take different steps.")
@@ -222,11 +220,19 @@ def diagnose(pair: PairConfig, comparison: dict, outcomes: dict[str, dict], task
                                   f"act in different ways ({_factors(pair, paths)}): the Attribution page measures "
                                   "each one's share.")
     mechanism = mechanisms.pop()
+    if paths == ["engine.name"] and ea.keras == eb.keras == "keras" and ea.framework != eb.framework:
+        last = comparison["per_epoch"][-1]
+        frameworks = f"{FRAMEWORK_NAMES[ea.framework]} and on {FRAMEWORK_NAMES[eb.framework]}"
+        return verdict("numerics", f"{same} in the same batch order, A and B split at epoch {first}: the same Keras 3 "
+                                   f"model code runs on {frameworks}, whose kernels compute the same formulas but "
+                                   f"round differently; after epoch {last['epoch']} the weights differ by up to "
+                                   f"{_number(last['max_abs'])}.")
     if mechanism == "update_arithmetic" and "engine.name" in paths:
+        ops = (f"other {FRAMEWORK_NAMES[ea.framework]} ops" if ea.framework == eb.framework else
+               f"{FRAMEWORK_NAMES[eb.framework]}'s ops instead of {FRAMEWORK_NAMES[ea.framework]}'s")
         return verdict(mechanism, f"{same} in the same batch order, A and B split at epoch {first}: B's training "
-                                  f"step is other code ({ENGINE_NAMES[pair.b.engine.name]} against "
-                                  f"{ENGINE_NAMES[pair.a.engine.name]}), which computes the loss, the gradients and "
-                                  "the update with other TensorFlow ops and so rounds differently.")
+                                  f"step is other code ({eb.training} against {ea.training}), which computes the "
+                                  f"loss, the gradients and the update with {ops} and so rounds differently.")
     says = {
         "update_arithmetic": ("changes", "the arithmetic of every update"),
         "batch_order": ("gives", "the models other batches, so their updates differ"),

@@ -1,9 +1,11 @@
-"""The `keras` (Keras 3) and `tf_keras` (legacy Keras 2) engines: plain `model.fit`.
+"""The Keras engines: plain `model.fit`, as a user of that Keras writes it.
 
-One code path for both: `K` is the Keras module the worker imported. Everything
-here is what a user of that Keras would write; the only additions are a callback
-that snapshots weights each epoch and, for the fixed batch order, one `fit` call per
-epoch on pre-permuted arrays (`shuffle=False`).
+Keras 3 on TensorFlow (`keras`), on JAX (`keras_jax`) and on PyTorch (`keras_torch`), and
+legacy Keras 2 (`tf_keras`): one code path, `K` being the Keras module the worker imported
+and `engine` its entry in core.engines. The only additions to a user's script are a
+callback that snapshots weights each epoch and, for the fixed batch order, the epochs'
+NumPy permutations fed with `shuffle=False` (on TensorFlow as one tf.data stream, elsewhere
+one `fit` call per epoch: bitwise the same updates).
 """
 
 from __future__ import annotations
@@ -25,6 +27,11 @@ JIT = {
     "keras": {"auto": "auto", "on": True, "off": False},
     "tf_keras": {"auto": None, "on": True, "off": False},  # Keras 2 has no "auto"; None means off
 }
+
+
+def to_numpy(K, tensor) -> np.ndarray:
+    """A tensor of any Keras backend as a NumPy array (Keras 2 has no keras.ops)."""
+    return np.asarray(K.ops.convert_to_numpy(tensor) if hasattr(K, "ops") else tensor)
 
 
 def seed_everything(K, run: RunConfig) -> str:
@@ -122,12 +129,12 @@ def keras_normalizer(K):
     def normalize(fit_rows, arrays):
         layer = K.layers.Normalization()
         layer.adapt(fit_rows)
-        return [np.asarray(layer(a)) for a in arrays]
+        return [to_numpy(K, layer(a)) for a in arrays]
 
     return normalize
 
 
-def prepare(K, run: RunConfig) -> str:
+def prepare(K, engine, run: RunConfig) -> str:
     """What a process sets before it builds any model: the dtype policy and the seeding (returned, for the record)."""
     n = run.numerics
     if n.dtype == "float64":
@@ -137,17 +144,15 @@ def prepare(K, run: RunConfig) -> str:
     return seed_everything(K, run)
 
 
-def train(K, engine: str, run: RunConfig, ds: Dataset, x_train, y_train, x_test, emit, wait_for_init,
+def train(K, engine, run: RunConfig, ds: Dataset, x_train, y_train, x_test, emit, wait_for_init,
           built: tuple | None = None) -> dict:
     """Build, compile and fit one model; returns the run's record (plain data).
 
     `built`: (model, what the seeding did) when the model was built beforehand, next to another in this process.
     """
-    import tensorflow as tf
-
     n = run.numerics
     if built is None:
-        seeding = prepare(K, run)
+        seeding = prepare(K, engine, run)
         model = build_model(K, run.model, run, ds, x_train.shape[1])
     else:
         model, seeding = built
@@ -155,39 +160,41 @@ def train(K, engine: str, run: RunConfig, ds: Dataset, x_train, y_train, x_test,
     initial = wait_for_init()
     if initial is not None:
         for v, name in zip(variables, names):
-            v.assign(np.asarray(initial[name]).astype(v.numpy().dtype))
+            v.assign(np.asarray(initial[name]).astype(to_numpy(K, v).dtype))
     classify = ds.task == "classification"
     loss = K.losses.SparseCategoricalCrossentropy() if classify else K.losses.MeanSquaredError()
     metric = K.metrics.SparseCategoricalAccuracy(name="metric") if classify else K.metrics.MeanAbsoluteError(name="metric")
     t = run.training
     steps = -(-len(x_train) // t.batch_size)
     # One execution per epoch: bitwise the same updates as steps_per_execution=1, with
-    # far less Python between steps (the test against a plain Keras script checks it).
+    # far less Python between steps (the tests against plain Keras scripts check it).
+    # Keras refuses more than one step per execution on PyTorch.
+    per_execution = 1 if engine.framework == "torch" else steps
     model.compile(optimizer=make_optimizer(K, run.optimizer), loss=loss, metrics=[metric],
-                  jit_compile=JIT[engine][n.xla], steps_per_execution=steps)
+                  jit_compile=JIT[engine.keras][n.xla], steps_per_execution=per_execution)
 
     def forward():
-        return model(x_test, training=False)
+        return to_numpy(K, model(x_test, training=False))
+
+    def weights():
+        return [to_numpy(K, v) for v in variables]
 
     rec = Recording(names, emit, ds.y_test, ds.task, run.training.epochs)
-    rec.initial([v.numpy() for v in variables], forward())
+    rec.initial(weights(), forward())
 
     class Snapshot(K.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
-            if not rec.epoch_end(logs["loss"], logs["metric"], [v.numpy() for v in variables], forward()):
+            if not rec.epoch_end(logs["loss"], logs["metric"], weights(), forward()):
                 self.model.stop_training = True
 
-    fit = dict(epochs=t.epochs, callbacks=[Snapshot()], verbose=0)
+    fit = dict(callbacks=[Snapshot()], verbose=0)
     if t.batch_order == "fixed":
-        # Each epoch's batches come from that epoch's NumPy permutation; one fit call
-        # keeps going through them because steps_per_epoch is set.
-        orders = np.stack(fixed_orders(len(x_train), t.epochs, t.shuffle_seed))
-        batches = tf.data.Dataset.from_tensor_slices(orders).flat_map(
-            lambda order: tf.data.Dataset.from_tensor_slices(
-                (tf.gather(x_train, order), tf.gather(y_train, order))).batch(t.batch_size))
-        model.fit(batches, steps_per_epoch=steps, shuffle=False, **fit)
+        orders = fixed_orders(len(x_train), t.epochs, t.shuffle_seed)
+        fed = _fixed_order_fit(model, engine, x_train, y_train, orders, t.batch_size, steps, fit)
     else:
-        model.fit(x_train, y_train, batch_size=t.batch_size, shuffle=t.batch_order == "framework", **fit)
+        model.fit(x_train, y_train, batch_size=t.batch_size, shuffle=t.batch_order == "framework", epochs=t.epochs,
+                  **fit)
+        fed = f"fit(x, y, shuffle={t.batch_order == 'framework'})"
 
     inner = getattr(model.optimizer, "inner_optimizer", model.optimizer)
     effective = {
@@ -197,10 +204,34 @@ def train(K, engine: str, run: RunConfig, ds: Dataset, x_train, y_train, x_test,
         "jit_compile": bool(model.jit_compile),
         "dtype_policy": K.mixed_precision.global_policy().name,
         "floatx": K.backend.floatx(),
-        "fit": f"fit(tf.data of per-epoch NumPy permutations, steps_per_epoch={steps})"
-        if t.batch_order == "fixed" else f"fit(x, y, shuffle={t.batch_order == 'framework'})",
-        "steps_per_execution": steps,
+        "fit": fed,
+        "steps_per_execution": per_execution,
     }
-    versions = {"keras_module": K.__name__, "keras": K.__version__, "tensorflow": tf.__version__}
-    return {"recording": rec, "effective": effective, "versions": versions,
-            "predict": lambda x: model(x, training=False)}
+    return {"recording": rec, "effective": effective, "versions": _versions(K, engine),
+            "predict": lambda x: to_numpy(K, model(x, training=False))}
+
+
+def _fixed_order_fit(model, engine, x_train, y_train, orders: list, batch_size: int, steps: int, fit: dict) -> str:
+    """Fit on each epoch's NumPy permutation in turn, unshuffled; returns how the batches were fed, for the record."""
+    if engine.framework == "tensorflow":
+        # One fit call over a tf.data stream of the epochs' permutations (steps_per_epoch cuts it into
+        # epochs): the same updates as a fit call per epoch, with less Python between epochs.
+        import tensorflow as tf
+
+        batches = tf.data.Dataset.from_tensor_slices(np.stack(orders)).flat_map(
+            lambda order: tf.data.Dataset.from_tensor_slices(
+                (tf.gather(x_train, order), tf.gather(y_train, order))).batch(batch_size))
+        model.fit(batches, steps_per_epoch=steps, shuffle=False, epochs=len(orders), **fit)
+        return f"fit(tf.data of per-epoch NumPy permutations, steps_per_epoch={steps})"
+    for order in orders:
+        model.fit(x_train[order], y_train[order], batch_size=batch_size, shuffle=False, epochs=1, **fit)
+        if model.stop_training:
+            break
+    return "fit(x[order], y[order], shuffle=False), once per epoch"
+
+
+def _versions(K, engine) -> dict:
+    import importlib
+
+    framework = importlib.import_module(engine.framework)
+    return {"keras_module": K.__name__, "keras": K.__version__, engine.framework: framework.__version__}

@@ -149,7 +149,8 @@ class Optimizer:
             var.assign_sub(lr * g / (tf.sqrt(v) + eps))
 
 
-def train(run: RunConfig, ds: Dataset, x_train, y_train, x_test, emit, wait_for_init) -> dict:
+def train(K, engine, run: RunConfig, ds: Dataset, x_train, y_train, x_test, emit, wait_for_init) -> dict:
+    """The engine interface (core.engines): K and engine are unused, this loop builds without Keras."""
     import tensorflow as tf
 
     dtype = tf.float64 if run.numerics.dtype == "float64" else tf.float32

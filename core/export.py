@@ -40,8 +40,8 @@ from core import engine_keras, engine_tf, preprocess, recording
 from core.batch import library_versions
 from core.compare import weights_digest
 from core.config import ConfigError, PairConfig, RunConfig
+from core.engines import engine, worker_env
 from core.factors import factor, format_value, parse_pair
-from core.pool import worker_env
 
 SCRIPT_NAME = "divergence_pair.py"
 MODELS = ("a", "b")
@@ -58,6 +58,11 @@ def standalone_script(pair: PairConfig) -> str:
     if pair.same_process:
         raise ConfigError("the standalone script trains A and B each in a fresh process; a pair built in one "
                           "process is the article's Example 1, whose code the Overview shows")
+    elsewhere = sorted({run.engine.name for run in (pair.a, pair.b) if engine(run.engine.name).framework !=
+                        "tensorflow"})
+    if elsewhere:
+        raise ConfigError(f"engine.name: the standalone script covers the engines on TensorFlow so far, not "
+                          f"{', '.join(engine(name).label for name in elsewhere)}")
     return _Writer(pair, data_module.load(pair.data)).script()
 
 

@@ -22,8 +22,8 @@ from core.config import (
     quoted,
     run_paths,
 )
+from core.engines import ENGINES, engine, honouring
 
-ENGINES = ("keras", "tf_keras", "tensorflow")
 DATASETS = ("digits", "breast_cancer", "diabetes", "moons", "spirals", "series", "csv")
 
 
@@ -109,12 +109,16 @@ class Factor:
     group: str
     allowed: Choice | Number | Layers
     mechanism: str  # one sentence: how this factor changes the numbers
-    engines: tuple[str, ...] = ENGINES  # engines that honour it
     optimizers: tuple[str, ...] = OPTIMIZERS  # optimizers it belongs to (optimizer params)
 
     @property
     def default(self) -> Any:
         return default_value(self.path)
+
+    @property
+    def engines(self) -> tuple[str, ...]:
+        """The engines that honour it (core.engines declares the backend-specific ones)."""
+        return honouring(self.path)
 
     def applies(self, run: RunConfig) -> bool:
         return run.engine.name in self.engines and run.optimizer.name in self.optimizers
@@ -129,21 +133,19 @@ SEEDING, OPTIM, NUMERICS, PREPROC, ARCH, TRAIN, ENGINE = (
     "Training",
     "Engine",
 )
-KERAS_ENGINES = ("keras", "tf_keras")
-
 FACTORS: tuple[Factor, ...] = (
     # Engine
-    Factor("engine.name", "Engine", ENGINE, Choice(ENGINES, names=(
-        ("keras", "Keras 3 (keras)"), ("tf_keras", "legacy tf.keras (tf_keras, Keras 2)"),
-        ("tensorflow", "raw TensorFlow loop"))),
+    Factor("engine.name", "Engine", ENGINE, Choice(tuple(ENGINES), names=tuple(
+        (e.name, e.label) for e in ENGINES.values())),
            "Seeded with keras.utils.set_random_seed, Keras 3 and legacy tf.keras (the tf_keras package, Keras 2; "
            "tf.keras itself is Keras 3 from TensorFlow 2.16 unless TF_USE_LEGACY_KERAS=1) draw the same initial "
            "weights and take the same steps in the same batch order, but fit's own shuffle gives them different "
-           "orders from epoch 2; the raw TensorFlow loop draws its initial weights with TensorFlow's random ops."),
+           "orders from epoch 2; the raw TensorFlow loop draws its initial weights with TensorFlow's random ops; "
+           "Keras 3 on JAX or PyTorch draws them from that backend's own random stream and computes with its "
+           "kernels."),
     Factor("engine.raw_optimizer", "Raw-loop optimizer code", ENGINE, Choice(("kernels", "textbook")),
            "TensorFlow's fused training kernels (ResourceApplyAdam & co) use the Keras update formula; the "
-           "textbook (PyTorch) form bias-corrects m and v separately and puts epsilon elsewhere.",
-           engines=("tensorflow",)),
+           "textbook (PyTorch) form bias-corrects m and v separately and puts epsilon elsewhere."),
     # Seeding
     Factor("seeding.policy", "Seeding", SEEDING, Choice(("keras", "numpy_tf", "none", "explicit")),
            "keras.utils.set_random_seed seeds Python, NumPy and TF; NumPy + tf.random.set_seed leaves Keras 3's "
@@ -222,9 +224,12 @@ FACTORS: tuple[Factor, ...] = (
     Factor("numerics.dtype", "Compute dtype", NUMERICS, Choice(("float32", "float64", "mixed_float16")),
            "Every operation rounds to the precision of its dtype; mixed_float16 computes in half precision."),
     Factor("numerics.xla", "XLA (jit_compile)", NUMERICS, Choice(("auto", "on", "off")),
-           "XLA fuses operations and reorders arithmetic; Keras 3's 'auto' turns it on only when a GPU is present."),
+           "XLA fuses operations and reorders arithmetic; Keras 3's 'auto' turns it on with TensorFlow only when a "
+           "GPU is present, and always with JAX."),
     Factor("numerics.op_determinism", "Op determinism", NUMERICS, BOOL,
-           "enable_op_determinism picks deterministic kernels (mostly a GPU matter) and turns Keras 3's auto XLA off."),
+           "Deterministic kernels (TensorFlow's enable_op_determinism, XLA's deterministic GPU ops on JAX, "
+           "torch.use_deterministic_algorithms) are mostly a GPU matter; on TensorFlow it also turns Keras 3's auto "
+           "XLA off."),
     Factor("numerics.onednn", "oneDNN", NUMERICS, Choice(("default", "on", "off")),
            "oneDNN CPU kernels block and vectorise matmuls differently from Eigen's."),
     Factor("numerics.intra_threads", "Intra-op threads", NUMERICS, Number(0, 256, integer=True),
@@ -234,7 +239,8 @@ FACTORS: tuple[Factor, ...] = (
     Factor("numerics.device", "Device", NUMERICS, Choice(("auto", "cpu", "gpu")),
            "GPU kernels (cuBLAS, cuDNN) sum in a different order from CPU kernels."),
     Factor("numerics.tf32", "TF32 matmuls", NUMERICS, BOOL,
-           "On Ampere and newer GPUs TF32 rounds float32 matmul inputs to 10 mantissa bits (no effect on CPU)."),
+           "On Ampere and newer GPUs TF32 rounds float32 matmul inputs to 10 mantissa bits (no effect on CPU); off "
+           "means JAX_DEFAULT_MATMUL_PRECISION=highest on JAX and allow_tf32=False on PyTorch."),
 )
 
 BY_PATH: dict[str, Factor] = {f.path: f for f in FACTORS}
@@ -288,6 +294,9 @@ def check_run(run: RunConfig) -> RunConfig:
     """Rules that span fields."""
     if run.model.kind != "mlp" and run.engine.name == "tensorflow":
         raise ConfigError("model.kind: the tensorflow engine implements dense networks (mlp) only")
+    if run.seeding.policy == "numpy_tf" and engine(run.engine.name).framework != "tensorflow":
+        raise ConfigError(f"seeding.policy: numpy_tf calls tf.random.set_seed, and the {run.engine.name} engine "
+                          "runs without TensorFlow; choose keras, explicit or none")
     if run.optimizer.clipnorm and run.optimizer.clipvalue:
         raise ConfigError("optimizer.clipvalue: Keras takes clipnorm or clipvalue, not both; set one of them to 0")
     return run
@@ -322,9 +331,9 @@ def make_pair(data: DataConfig, a: RunConfig, b_differs: dict[str, Any], b_start
                       b_starts_from_a_init=bool(b_starts_from_a_init), same_process=bool(same_process))
     check_run(pair.b)
     if pair.same_process:
-        if pair.a.engine.name not in KERAS_ENGINES:
-            raise ConfigError("same_process: two models in one process are built with Keras; the tensorflow engine "
-                              "trains one model per process")
+        if not engine(pair.a.engine.name).same_process:
+            raise ConfigError(f"same_process: two models in one process are built with keras and tf.keras; the "
+                              f"{pair.a.engine.name} engine trains one model per process")
         if pair.b_starts_from_a_init:
             raise ConfigError("same_process: B is built next in A's process and draws its own weights; it cannot "
                               "also copy A's")

@@ -24,23 +24,15 @@ from pathlib import Path
 from typing import Callable
 
 from core.config import RunConfig
+from core.engines import ENGINES, worker_env, worker_mb
 from core.worker import read_frame, write_frame
 
 ROOT = Path(__file__).resolve().parent.parent
-WORKER_MB = 350  # a TF worker's own memory (measured ~265 MB anonymous) plus margin; library pages are shared
+# The lightest worker: it bounds how many workers the machine's memory could hold at all; each
+# worker then counts with its own engine's figure (core.engines) against that memory.
+WORKER_MB = min(e.worker_mb for e in ENGINES.values())
 PARENT_RESERVE_MB = 300  # the calling process (Streamlit) keeps this much
 DEFAULT_TIMEOUT_S = 900.0
-
-
-def worker_env(run: RunConfig) -> tuple[tuple[str, str | None], ...]:
-    """Environment variables TensorFlow reads at import; None means 'unset'. Workers are pooled by this."""
-    n = run.numerics
-    return (
-        ("CUDA_VISIBLE_DEVICES", "-1" if n.device == "cpu" else os.environ.get("CUDA_VISIBLE_DEVICES")),
-        ("KERAS_BACKEND", "tensorflow"),
-        ("TF_ENABLE_ONEDNN_OPTS", {"on": "1", "off": "0", "default": None}[n.onednn]),
-        ("TF_USE_LEGACY_KERAS", "1" if run.engine.name == "tf_keras" else None),
-    )
 
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -89,6 +81,7 @@ class Worker:
 
     def __init__(self, env: tuple[tuple[str, str | None], ...]):
         self.env = env
+        self.mb = worker_mb(env)
         full = {k: v for k, v in os.environ.items()}
         full["TF_CPP_MIN_LOG_LEVEL"] = full.get("TF_CPP_MIN_LOG_LEVEL", "2")
         full["PYTHONPATH"] = os.pathsep.join([str(ROOT), full.get("PYTHONPATH", "")]).rstrip(os.pathsep)
@@ -159,6 +152,7 @@ class Worker:
 class WorkerPool:
     def __init__(self, max_workers: int | None = None, warm: int = 2, warm_run: RunConfig | None = None):
         self.capacity = max_workers or default_max_workers()
+        self.memory_mb = memory_limit_mb() - PARENT_RESERVE_MB
         self.warm_target = min(warm, self.capacity)
         self.idle: list[Worker] = []
         self.busy: set[Worker] = set()
@@ -170,6 +164,12 @@ class WorkerPool:
 
     def live(self) -> int:
         return len(self.idle) + len(self.busy)
+
+    def room_for(self, env) -> bool:
+        """Whether one more worker for `env` fits: fewer than `capacity`, and its engine's memory fits beside
+        the live workers' (a lone worker always may start)."""
+        live_mb = sum(w.mb for w in (*self.idle, *self.busy))
+        return self.live() < self.capacity and (not self.live() or live_mb + worker_mb(env) <= self.memory_mb)
 
     def try_acquire(self, env) -> Worker | None:
         """A worker for `env` (warm if one is), or None while the pool is at capacity."""
@@ -184,9 +184,9 @@ class WorkerPool:
                     self.idle.remove(w)
                     self.busy.add(w)
                     return w
-            if self.live() >= self.capacity and self.idle:
+            while not self.room_for(env) and self.idle:
                 self.idle.pop(0).kill()  # a warm worker for another environment makes room
-            if self.live() < self.capacity:
+            if self.room_for(env):
                 w = Worker(env)
                 self.busy.add(w)
                 return w
@@ -204,7 +204,7 @@ class WorkerPool:
             self.envs_used.append(worker.env)
             if self.closed or self.busy:
                 return
-            while self.envs_used and len(self.idle) < self.warm_target and self.live() < self.capacity:
+            while self.envs_used and len(self.idle) < self.warm_target and self.room_for(self.envs_used[-1]):
                 self.idle.append(Worker(self.envs_used.pop()))
             self.envs_used.clear()
 

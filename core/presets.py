@@ -56,6 +56,10 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
            {"training.batch_order": "framework"}, b_starts_from_a_init=True),
     Preset("onednn-on-off", "oneDNN CPU kernels on against off (TF_ENABLE_ONEDNN_OPTS), from the same initial "
            "weights.", {"numerics": {"onednn": "on"}}, {"numerics.onednn": "off"}, b_starts_from_a_init=True),
+    Preset("same-seed-two-backends", "keras.utils.set_random_seed(0) and the same Keras 3 code on TensorFlow (A) "
+           "and on JAX (B), the same fixed batch order.", {}, {"engine.name": "keras_jax"}),
+    Preset("two-backends-aligned", "Keras 3 on TensorFlow (A) and on PyTorch (B), B from A's initial weights, the "
+           "same fixed batch order.", {}, {"engine.name": "keras_torch"}, b_starts_from_a_init=True),
     Preset("run-it-twice", "The default setup trained twice, each in a fresh process.", {}, {}),
     Preset("custom-layer", "A and B identical with explicit seeds on every built-in initializer; the custom "
            "scale layer's add_weight(initializer='random_normal') has none.",

@@ -1,13 +1,14 @@
 """A pristine training process: `python -m core.worker`, used for exactly one run.
 
-The parent sets the run's environment (TF_USE_LEGACY_KERAS, TF_ENABLE_ONEDNN_OPTS,
-CUDA_VISIBLE_DEVICES, ...) before this process starts, so TensorFlow reads it at
-import. The worker imports TensorFlow ahead of need, says "ready", then waits for
-one job on stdin. Thread counts, determinism and TF32 are applied before the first
-op; progress and the result go back as length-prefixed pickle frames on a private
+The parent sets the run's environment (KERAS_BACKEND, TF_USE_LEGACY_KERAS,
+TF_ENABLE_ONEDNN_OPTS, JAX_DEFAULT_MATMUL_PRECISION, CUDA_VISIBLE_DEVICES, ...; see
+core.engines) before this process starts, so the framework reads it at import. The
+worker imports its one framework ahead of need (core.backends), says "ready", then
+waits for one job on stdin. Thread counts, determinism and TF32 are applied before
+the first op; progress and the result go back as length-prefixed pickle frames on a private
 copy of stdout (fd 1 itself is pointed at stderr so stray prints cannot corrupt it).
 
-This module's top level imports no TensorFlow: the parent imports it for the frame
+This module's top level imports no framework: the parent imports it for the frame
 functions.
 """
 
@@ -15,14 +16,12 @@ from __future__ import annotations
 
 import os
 import pickle
-import platform
 import resource
 import struct
 import sys
 import threading
 import time
 import traceback
-from pathlib import Path
 
 _HEADER = struct.Struct("<Q")
 
@@ -43,72 +42,6 @@ def read_frame(stream):
     if len(data) < size:
         return None
     return pickle.loads(data)
-
-
-def _configure_runtime(tf, run) -> None:
-    """Settings that must be in place before TensorFlow runs its first op."""
-    n = run.numerics
-    tf.config.threading.set_intra_op_parallelism_threads(n.intra_threads)
-    tf.config.threading.set_inter_op_parallelism_threads(n.inter_threads)
-    gpus = tf.config.list_physical_devices("GPU")
-    if n.device == "gpu" and not gpus:
-        raise RuntimeError("numerics.device: 'gpu' was asked for, but TensorFlow sees no GPU on this machine")
-    for gpu in gpus:  # two workers can then share one card
-        tf.config.experimental.set_memory_growth(gpu, True)
-    tf.config.experimental.enable_tensor_float_32_execution(n.tf32)
-    if n.op_determinism:
-        tf.config.experimental.enable_op_determinism()
-
-
-def _effective_runtime(tf, run) -> dict:
-    from tensorflow.python.framework.config import is_op_determinism_enabled
-
-    from core.pool import worker_env  # the variables the parent set for this run (pool imports this module)
-
-    gpus = tf.config.list_logical_devices("GPU")
-    onednn_env = os.environ.get("TF_ENABLE_ONEDNN_OPTS")
-    return {
-        "device": gpus[0].name if gpus else "CPU",
-        "gpus_visible": len(gpus),
-        "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
-        "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
-        "cpu_count": os.cpu_count(),
-        "onednn": {"1": "on", "0": "off", None: "TensorFlow default (on for x86 Linux builds)"}[onednn_env],
-        "op_determinism": is_op_determinism_enabled(),
-        "tf32": tf.config.experimental.tensor_float_32_execution_enabled(),
-        # What `tf.keras` is in this TensorFlow: Keras 3 (keras.src) from TF 2.16 unless TF_USE_LEGACY_KERAS=1.
-        "tf.keras is": tf.keras.Sequential.__module__,
-        "env": {k: os.environ[k] for k, _ in worker_env(run) if k in os.environ},
-        "machine": {**cpu(), "platform": platform.platform(),
-                    **{k: str(v) for k, v in tf.sysconfig.get_build_info().items()
-                       if k in ("is_cuda_build", "cuda_version", "cudnn_version")}},
-    }
-
-
-# The instruction sets that decide which CPU kernels oneDNN, Eigen and XLA pick.
-SIMD_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16",
-              "amx_tile", "amx_bf16", "amx_int8", "asimd", "sve")
-
-
-def cpu() -> dict:
-    """CPU model and SIMD flags from /proc/cpuinfo (Linux); empty elsewhere."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return {}
-    fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
-    fields = {k.strip(): v.strip() for k, v in fields.items()}
-    flags = set((fields.get("flags") or fields.get("Features") or "").split())
-    return {"cpu": fields.get("model name", fields.get("CPU implementer", "unknown")),
-            "simd": [f for f in SIMD_FLAGS if f in flags]}
-
-
-def _import_keras(legacy: bool):
-    if legacy:
-        import tf_keras as K
-    else:
-        import keras as K
-    return K
 
 
 WORKER_NICENESS = 10  # below the UI: a page renders while workers import TensorFlow or train
@@ -140,10 +73,9 @@ def main() -> None:
     os.dup2(2, 1)
     inp = sys.stdin.buffer
     started = time.perf_counter()
-    import tensorflow as tf
+    from core.backends import import_framework
 
-    legacy = os.environ.get("TF_USE_LEGACY_KERAS") == "1"
-    K = _import_keras(legacy)
+    fw, K = import_framework(os.environ.get("KERAS_BACKEND", "tensorflow"))
     import_s = time.perf_counter() - started
     write_frame(out, {"type": "ready", "import_s": import_s, "pid": os.getpid()})
     job = read_frame(inp)
@@ -151,19 +83,25 @@ def main() -> None:
         return
     job["import_s"] = import_s
     try:
-        write_frame(out, {"type": "result", **run_job(tf, K, job, out, inp)})
+        write_frame(out, {"type": "result", **run_job(fw, K, job, out, inp)})
     except Exception as e:  # the parent turns this into an error result naming the cause
         write_frame(out, {"type": "error", "message": f"{type(e).__name__}: {e}",
                           "traceback": traceback.format_exc(limit=8)})
 
 
-def run_job(tf, K, job: dict, out, inp) -> dict:
-    from core import engine_keras, engine_tf
+def run_job(fw, K, job: dict, out, inp) -> dict:
+    import importlib
+
+    from core import backends, engine_keras
+    from core.engines import engine
     from core.preprocess import preprocess
 
     run, ds = job["run"], job["data"]
     t0 = time.perf_counter()
-    _configure_runtime(tf, run)
+    e = engine(run.engine.name)
+    if (e.framework, e.keras or K.__name__) != (fw.__name__, K.__name__):
+        raise RuntimeError(f"worker imported {fw.__name__} and {K.__name__} but the run asks for the {e.name} engine")
+    backends.configure(fw, run)
 
     def emit(event):
         write_frame(out, event)
@@ -177,40 +115,36 @@ def run_job(tf, K, job: dict, out, inp) -> dict:
         return message["weights"]
 
     inputs = preprocess(ds, run.preprocess, engine_keras.keras_normalizer(K))
-    engine = run.engine.name
-    if engine == "tensorflow":
-        return _outcome(tf, run, engine_tf.train(run, ds, *inputs[:3], emit, wait_for_init), inputs, job, t0)
-    if (engine == "tf_keras") != (K.__name__ == "tf_keras"):
-        raise RuntimeError(f"worker imported {K.__name__} but the run asks for the {engine} engine")
+    train = importlib.import_module(e.module).train
     if job.get("then") is None:
-        return _outcome(tf, run, engine_keras.train(K, engine, run, ds, *inputs[:3], emit, wait_for_init), inputs,
-                        job, t0)
+        return _outcome(fw, run, train(K, e, run, ds, *inputs[:3], emit, wait_for_init), inputs, job, t0)
     # Two models in one process, as in a notebook (the article's Example 1): the seeds are set once,
     # A is built with `keras.Sequential`, then B with `tf.keras.Sequential`, and only then is each trained.
     second = job["then"]
     inputs_b = preprocess(ds, second.preprocess, engine_keras.keras_normalizer(K))
-    seeding = engine_keras.prepare(K, run)
+    seeding = engine_keras.prepare(K, e, run)
     model_a = engine_keras.build_model(K, run.model, run, ds, inputs[0].shape[1])
-    model_b = engine_keras.build_model(tf.keras, second.model, second, ds, inputs_b[0].shape[1])
+    model_b = engine_keras.build_model(fw.keras, second.model, second, ds, inputs_b[0].shape[1])
     shared = {"classes": [f"{type(m).__module__}.{type(m).__qualname__}" for m in (model_a, model_b)],
               "same_class": type(model_a) is type(model_b), "built_with": [f"{K.__name__}.Sequential",
                                                                           "tf.keras.Sequential"]}
-    a = _outcome(tf, run, engine_keras.train(K, engine, run, ds, *inputs[:3], emit, lambda: None,
-                                             built=(model_a, seeding)), inputs, job, t0)
+    a = _outcome(fw, run, train(K, e, run, ds, *inputs[:3], emit, lambda: None, built=(model_a, seeding)),
+                 inputs, job, t0)
     t1 = time.perf_counter()
-    b = _outcome(tf, second, engine_keras.train(K, engine, second, ds, *inputs_b[:3],
-                                                lambda event: emit({**event, "second": True}), lambda: None,
-                                                built=(model_b, seeding)), inputs_b, job, t1)
+    b = _outcome(fw, second, train(K, e, second, ds, *inputs_b[:3], lambda event: emit({**event, "second": True}),
+                                   lambda: None, built=(model_b, seeding)), inputs_b, job, t1)
     for outcome, order in ((a, 1), (b, 2)):
         outcome["effective"]["same_process"] = {**shared, "built": order}
     return {**a, "second": b}
 
 
-def _outcome(tf, run, record: dict, inputs: tuple, job: dict, t0: float) -> dict:
+def _outcome(fw, run, record: dict, inputs: tuple, job: dict, t0: float) -> dict:
     """What a run sends back: its record, the inputs it trained on (as a digest) and its settings in effect."""
     import hashlib
 
     import numpy as np
+
+    from core import backends
 
     x_train, y_train, x_test, grid = inputs
     rec = record["recording"]
@@ -229,7 +163,7 @@ def _outcome(tf, run, record: dict, inputs: tuple, job: dict, t0: float) -> dict
         # What preprocessing handed to training: the diagnosis compares A's and B's.
         "train_inputs_digest": train_inputs.hexdigest(),
         "test_inputs": np.asarray(x_test),
-        "effective": {**record["effective"], **_effective_runtime(tf, run)},
+        "effective": {**record["effective"], **backends.effective(fw, run)},
         "versions": {**record["versions"], "numpy": np.__version__, "python": sys.version.split()[0]},
         "timings": {"import_s": job["import_s"], "build_s": rec.initialised_at - t0,
                     "train_s": time.perf_counter() - rec.initialised_at},

@@ -372,3 +372,20 @@ def test_the_articles_example_1_runs_in_one_process_with_its_facts_measured(app_
     assert "one class for both: **yes**" in facts and "`adam`, `adam_1`" in facts
     at.switch_page("pages/reproduce.py").run()
     assert not at.exception and "the article's Example 1" in unescaped(at.error[0].value)
+
+
+def test_two_backends_from_the_same_start_name_their_kernels_and_show_each_workers_framework(app_test_pages, pool):
+    at = _run_scenario(_app(), "two-backends-aligned", epochs=2)
+    s = at.session_state["result"].summary
+    assert at.query_params["b.engine.name"] == "keras_torch"
+    diagnosis = s["diagnosis"]
+    assert diagnosis["mechanism"] == "numerics"
+    assert unescaped(at.main.markdown[0].value) == f"**Kernels and numerics.** {diagnosis['sentence']}"
+    last = s["compare"]["per_epoch"][-1]
+    assert f"the weights differ by up to {last['max_abs']:.3g}" in diagnosis["sentence"]
+    assert 0 < last["max_abs"] and s["compare"]["first_divergent_epoch"] >= 1
+    environment = next(t.value for t in at.table if "setting" in t.value.columns).set_index("setting")
+    assert environment.loc["frameworks imported"].tolist() == ["['tensorflow']", "['torch']"]
+    assert environment.loc["torch version", "B"] == s["b"]["versions"]["torch"]
+    at.switch_page("pages/reproduce.py").run()
+    assert not at.exception and "not Keras 3 on PyTorch" in unescaped(at.error[0].value)

@@ -90,6 +90,6 @@ def test_a_pair_built_in_one_process_round_trips_and_refuses_what_one_process_ca
         make_pair(DataConfig(), keras_run, {"engine.name": "tf_keras", "numerics.dtype": "float64"}, same_process=True)
     with pytest.raises(ConfigError, match="cannot also copy A's"):
         make_pair(DataConfig(), keras_run, {}, b_starts_from_a_init=True, same_process=True)
-    with pytest.raises(ConfigError, match="built with Keras"):
+    with pytest.raises(ConfigError, match="built with keras and tf.keras"):
         make_pair(DataConfig(), keras_run.with_value("engine.name", "tensorflow"), {}, same_process=True)
     assert make_pair(DataConfig(), keras_run, {"optimizer.epsilon": 1e-8}, same_process=True).same_process

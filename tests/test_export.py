@@ -11,6 +11,7 @@ import pytest
 
 from core.compare import weights_digest
 from core.config import ConfigError, DataConfig, PairConfig, RunConfig
+from core.engines import ENGINES
 from core.export import SCRIPT_NAME, standalone_script
 from core.factors import make_pair, parse_run
 from core.pair import run_pair
@@ -116,6 +117,10 @@ def test_every_preset_exports_a_script_that_imports_only_public_packages():
             with pytest.raises(ConfigError, match="a pair built in one process is the article's Example 1"):
                 standalone_script(p.pair())
             continue
+        if "engine.name" in p.b_differs and ENGINES[p.b_differs["engine.name"]].framework != "tensorflow":
+            with pytest.raises(ConfigError, match="covers the engines on TensorFlow so far"):
+                standalone_script(p.pair())  # (issue 11: the script from the engines' own code is next)
+            continue
         text = standalone_script(p.pair())
         roots = _imported_roots(text)
         assert roots <= ALLOWED_IMPORTS, (name, roots - ALLOWED_IMPORTS)
@@ -159,8 +164,10 @@ def test_what_the_app_refuses_is_not_exported():
 
 
 def test_exporting_imports_no_tensorflow():
-    code = ("import sys\nfrom core.export import standalone_script\nfrom core.presets import PRESETS\n"
-            "for p in PRESETS.values(): p.same_process or standalone_script(p.pair())\n"
+    code = ("import sys\nfrom core.config import ConfigError\nfrom core.export import standalone_script\n"
+            "from core.presets import PRESETS\n"
+            "for p in PRESETS.values():\n"
+            "    try:\n        standalone_script(p.pair())\n    except ConfigError:\n        pass\n"
             "print(','.join(m for m in ('tensorflow', 'keras', 'tf_keras', 'streamlit') if m in sys.modules) or 'none')")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr

@@ -42,6 +42,12 @@ def test_the_raw_loop_draws_other_initial_weights(pool):
     assert _first_divergent_epoch(pool, {"training": {"epochs": 1}}, {"engine.name": "tensorflow"}) == 0
 
 
+@pytest.mark.parametrize("other", ["keras_jax", "keras_torch"])
+def test_keras_3_on_another_backend_draws_other_initial_weights_from_the_same_seed(pool, other):
+    assert "Keras 3 on JAX or PyTorch draws them from that backend's own random stream" in ENGINE
+    assert _first_divergent_epoch(pool, {"training": {"epochs": 1}}, {"engine.name": other}) == 0
+
+
 @pytest.mark.parametrize("legacy, module", [(None, "keras.src"), ("1", "tf_keras")])
 def test_tf_keras_is_keras3_unless_legacy_keras_is_asked_for(legacy, module):
     assert "tf.keras itself is Keras 3 from TensorFlow 2.16 unless TF_USE_LEGACY_KERAS=1" in ENGINE
@@ -70,6 +76,8 @@ PRESET_MECHANISM = {
     "xla-on-off": {"numerics"},
     "batch-order": {"batch_order"},
     "onednn-on-off": {"numerics", "none"},
+    "same-seed-two-backends": {"initial_weights"},
+    "two-backends-aligned": {"numerics"},
     "run-it-twice": {"none"},
     "custom-layer": {"initial_weights"},
 }

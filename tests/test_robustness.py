@@ -17,6 +17,7 @@ from core import analysis, budget
 from core.batch import Planned, run_batch
 from core.config import ConfigError, DataConfig
 from core.data import load
+from core.engines import ENGINES
 from core.factors import make_pair, parse_run
 from core.pair import run_pair
 from core.pool import WorkerPool
@@ -143,9 +144,10 @@ def test_a_network_too_big_for_a_small_containers_memory_is_refused(monkeypatch)
     import core.pool
 
     monkeypatch.setattr(core.pool, "memory_limit_mb", lambda: 690.0)  # Community Cloud's smallest tier
-    assert budget.worker_headroom_mb(1) == 690 - core.pool.PARENT_RESERVE_MB - core.pool.WORKER_MB
+    tf_worker = ENGINES["keras"].worker_mb
+    assert budget.worker_headroom_mb(1, tf_worker) == 690 - core.pool.PARENT_RESERVE_MB - tf_worker
     ds = load(DataConfig())
-    assert budget.check(parse_run({}), ds, budget.worker_headroom_mb(1)) == 1  # the default network fits
+    assert budget.check(parse_run({}), ds, budget.worker_headroom_mb(1, tf_worker)) == 1  # the default network fits
     pair = make_pair(DataConfig(), parse_run({"model": {"hidden": [1024] * 3}, "training": {"epochs": 2}}),
                      {"optimizer.epsilon": 1e-8})
     pool = WorkerPool(max_workers=1, warm=0)

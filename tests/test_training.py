@@ -8,10 +8,12 @@ import textwrap
 import threading
 
 import numpy as np
+import pytest
 
 from core.config import DataConfig
-from core.factors import make_pair, parse_run
+from core.factors import BY_PATH, make_pair, parse_run
 from core.batch import RunCache
+from core.engines import ENGINES
 from core.pair import run_pair
 from core.pool import WorkerPool
 from core.presets import preset
@@ -36,19 +38,28 @@ def test_run_it_twice_is_bitwise_identical(pool):
     assert len(r.summary["a"]["history"]) == 3 and r.weights("a")["dense_0/kernel"].shape == (4, 64, 64)
 
 
-def _plain_python(script: str, *args: str) -> None:
-    """Run a plain Keras script (a file, or code) in a fresh process."""
+def _plain_python(script: str, *args: str, backend: str = "tensorflow") -> None:
+    """Run a plain Keras script (a file, or code) in a fresh process, Keras 3 on `backend`."""
     env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
-    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    env.update(TF_CPP_MIN_LOG_LEVEL="2", KERAS_BACKEND=backend)
     command = [script] if script.endswith(".py") else ["-c", textwrap.dedent(script)]
     done = subprocess.run([sys.executable, *command, *args], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
 
 
-def test_keras_engine_is_plain_keras(pool, tmp_path):
+@pytest.mark.parametrize("engine", ["keras", "keras_jax", "keras_torch"])
+def test_each_keras_3_engine_is_plain_keras_on_its_backend(pool, tmp_path, engine):
+    """The same plain script (it imports nothing of ours) under KERAS_BACKEND=tensorflow|jax|torch.
+
+    Threads as the framework decides, as in the plain script (PyTorch's sums change with them).
+    """
     epochs = 3
-    r = _run(pool, make_pair(DataConfig(), parse_run({"training": {"epochs": epochs}}), {}))
-    _plain_python(os.path.join(ROOT, "tests", "plain_keras_digits.py"), str(epochs), str(tmp_path / "plain.npz"))
+    run = parse_run({"engine": {"name": engine}, "training": {"epochs": epochs},
+                     "numerics": {"intra_threads": 0, "inter_threads": 0}})
+    r = _run(pool, make_pair(DataConfig(), run, {}))
+    backend = ENGINES[engine].framework
+    _plain_python(os.path.join(ROOT, "tests", "plain_keras_digits.py"), str(epochs), str(tmp_path / "plain.npz"),
+                  backend=backend)
     with np.load(tmp_path / "plain.npz") as plain:
         reference = [plain[f"arr_{i}"] for i in range(len(plain.files))]
     ours = r.weights("a")
@@ -56,6 +67,11 @@ def test_keras_engine_is_plain_keras(pool, tmp_path):
     assert sorted(ours) == sorted(names)
     for name, expected in zip(names, reference):
         assert ours[name][-1].tobytes() == expected.tobytes(), name
+    effective = r.summary["a"]["effective"]
+    assert effective["frameworks imported"] == [backend], "a worker imports its own framework only"
+    assert "Keras 3's 'auto' turns it on with TensorFlow only when a GPU is present, and always with JAX" in \
+        BY_PATH["numerics.xla"].mechanism
+    assert effective["jit_compile"] == (backend == "jax")  # xla "auto" on this GPU-less machine
 
 
 PLAIN_NUMPY_TF_SEED = """
@@ -217,7 +233,7 @@ def test_b_starts_while_a_builds_and_ends_when_a_fails_before_its_initial_weight
 
 def test_the_pool_warms_the_used_environments_only_after_the_last_run():
     """A replacement importing TensorFlow would take CPU from the run still training."""
-    from core.pool import worker_env
+    from core.engines import worker_env
 
     pair = make_pair(MOONS, parse_run({"training": {"epochs": 1}}), {"engine.name": "tf_keras"})
     fresh = WorkerPool(max_workers=2, warm=2)

@@ -21,7 +21,8 @@ PARENT = textwrap.dedent("""
     from dataclasses import replace
     from core.config import DataConfig, RunConfig, TrainingConfig
     from core.data import load
-    from core.pool import Worker, worker_env
+    from core.engines import worker_env
+    from core.pool import Worker
 
     run = RunConfig(training=TrainingConfig(epochs=3, batch_size=1))
     run = replace(run, numerics=replace(run.numerics, device="cpu"))

@@ -26,8 +26,10 @@ CAUSES = (
     Cause("Random initialisation", "Which seeds reach the initial weights.",
           ("two-models-one-process", "tf-seed-not-enough", "custom-layer")),
     Cause("Optimizer settings", "Defaults that differ from one library to another.", ("adam-epsilon",)),
-    Cause("Backend differences", "The engine, the float precision, the compiler and the CPU kernels.",
-          ("keras3-vs-tf-keras", "fit-vs-raw-loop", "float32-vs-float64", "xla-on-off", "onednn-on-off")),
+    Cause("Backend differences", "The engine and its backend (TensorFlow, JAX, PyTorch), the float precision, the "
+          "compiler and the CPU kernels.",
+          ("keras3-vs-tf-keras", "fit-vs-raw-loop", "same-seed-two-backends", "two-backends-aligned",
+           "float32-vs-float64", "xla-on-off", "onednn-on-off")),
     Cause("Data preprocessing", "How the inputs are scaled and how missing values are filled.",
           ("population-vs-sample-std", "mean-vs-median-impute")),
     Cause("And also", "The order of the batches, and the control: A and B the same.", ("batch-order", "run-it-twice")),

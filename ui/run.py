@@ -39,6 +39,11 @@ def prepare_in_background() -> None:
     the default data (scikit-learn) and the chart modules (pandas, Altair)."""
     if not _prepared.is_set():
         _prepared.set()
+        # narwhals (~35 ms) comes first, on this thread: scikit-learn there and Altair here both import it,
+        # and two threads importing it at once tripped Python's import deadlock detection (seen in a test).
+        import narwhals.stable.v1  # noqa: F401
+        import narwhals.stable.v2  # noqa: F401
+
         threading.Thread(target=_prepare, daemon=True).start()
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import streamlit as st
 
 from core.config import ConfigError, PairConfig
+from core.engines import unavailable
 from core.factors import ARCH, BY_PATH, DATA_RULES, FACTORS, TRAIN, Choice, Layers, Number, Text, format_value
 from core.presets import PRESETS
 from ui import state
@@ -236,9 +237,12 @@ def render() -> PairConfig | None:
         except ConfigError as e:
             st.error(plain(str(e)))  # it quotes what was typed
             pair = None
+        missing = sorted({m for run in (pair.a, pair.b) if (m := unavailable(run))}) if pair else []
+        for message in missing:  # an engine whose framework this machine lacks: how to install it
+            st.warning(message)
         left, right = st.columns(2)
         no_csv = pair is not None and pair.data.dataset == "csv" and not pair.data.csv_path
-        left.button("Run", type="primary", key="run", disabled=pair is None or no_csv, width="stretch",
+        left.button("Run", type="primary", key="run", disabled=pair is None or no_csv or bool(missing), width="stretch",
                     on_click=request_run)
         right.button("Stop", key="stop", width="stretch", help="Stops a training in progress.")
         st.toggle("Train fresh", key=FRESH, on_change=_remember, args=(FRESH,),

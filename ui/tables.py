@@ -122,15 +122,15 @@ def what_differs(pair_dict: dict) -> pd.DataFrame:
 
 def environment(result: PairResult) -> pd.DataFrame:
     """Settings in effect for A and B, side by side."""
-    keys = ["device", "jit_compile", "dtype_policy", "intra_op_threads", "inter_op_threads", "onednn",
-            "op_determinism", "tf32", "seeding", "optimizer_class", "fit", "tf.keras is"]
+    keys = ["device", "frameworks imported", "jit_compile", "dtype_policy", "intra_op_threads", "inter_op_threads",
+            "onednn", "op_determinism", "tf32", "matmul_precision", "seeding", "optimizer_class", "fit", "tf.keras is"]
     rows = []
     for key in keys:
         row = {"setting": key}
         for m, label in MODELS.items():
             row[label] = str(result.summary[m].get("effective", {}).get(key, "—"))
         rows.append(row)
-    for key in ("tensorflow", "keras"):
+    for key in ("tensorflow", "jax", "torch", "keras"):
         rows.append({"setting": f"{key} version", **{label: str(result.summary[m].get("versions", {}).get(key, "—"))
                                                      for m, label in MODELS.items()}})
     return pd.DataFrame(rows)

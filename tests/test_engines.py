@@ -1,0 +1,104 @@
+"""The engine registry: what each engine declares, and what the app does with an engine it cannot run."""
+
+import dataclasses
+import importlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core.config import ConfigError, DataConfig
+from core.engines import BACKEND_FACTORS, ENGINES, worker_env
+from core.export import standalone_script
+from core.factors import FACTORS, factor, make_pair, not_applied, parse_pair, parse_run
+from core.pair import run_pair
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_every_engine_has_a_train_function_and_declares_only_backend_factors():
+    for e in ENGINES.values():
+        assert callable(importlib.import_module(e.module).train), e.name
+        assert set(e.honours) <= set(BACKEND_FACTORS), e.name
+        assert e.available(), f"{e.name}: CI installs every engine's framework"
+    assert {f.path for f in FACTORS} >= set(BACKEND_FACTORS)
+    assert factor("numerics.onednn").engines == ("keras", "tf_keras", "tensorflow")
+    assert factor("optimizer.epsilon").engines == tuple(ENGINES)
+
+
+def test_a_backend_factor_another_engine_ignores_is_reported_not_applied():
+    jax_run = parse_run({"engine": {"name": "keras_jax"}, "numerics": {"onednn": "off", "tf32": False}})
+    assert "numerics.onednn" in not_applied(jax_run) and "numerics.tf32" not in not_applied(jax_run)
+    env = dict(worker_env(jax_run))
+    assert env["KERAS_BACKEND"] == "jax" and env["JAX_DEFAULT_MATMUL_PRECISION"] == "highest"
+    assert env["TF_ENABLE_ONEDNN_OPTS"] is None, "a variable of another framework is unset, never inherited"
+    assert dict(worker_env(parse_run({"numerics": {"onednn": "off"}})))["TF_ENABLE_ONEDNN_OPTS"] == "0"
+
+
+def test_numpy_tf_seeding_needs_tensorflow():
+    with pytest.raises(ConfigError, match="numpy_tf calls tf.random.set_seed"):
+        parse_run({"engine": {"name": "keras_torch"}, "seeding": {"policy": "numpy_tf"}})
+
+
+def test_the_export_says_which_engines_it_does_not_cover_yet():
+    pair = parse_pair({"b_differs": {"engine.name": "keras_jax"}})
+    with pytest.raises(ConfigError, match="not Keras 3 on JAX"):
+        standalone_script(pair)
+
+
+@pytest.fixture
+def torch_missing(monkeypatch):
+    """Keras on PyTorch as on a machine without torch: its entry needs a module that is not there."""
+    missing = dataclasses.replace(ENGINES["keras_torch"], needs=("torch_is_not_installed_here", "keras"))
+    monkeypatch.setitem(ENGINES, "keras_torch", missing)
+    return missing
+
+
+def test_an_engine_that_is_not_installed_is_refused_with_the_command_that_installs_it(torch_missing, pool):
+    pair = make_pair(DataConfig(), parse_run({"training": {"epochs": 1}}), {"engine.name": "keras_torch"})
+    with pytest.raises(ConfigError, match="torch_is_not_installed_here, which is not installed here: pip install"):
+        run_pair(pair, pool, cache=False, checks=False)
+
+
+def test_the_sidebar_shows_an_engine_that_is_not_installed_and_how_to_install_it(torch_missing, app_test_pages):
+    at = AppTest.from_file("../app.py", default_timeout=60)
+    at.query_params.update({"b.engine.name": "keras_torch"})
+    at.run()
+    assert not at.exception, at.exception
+    warnings = [w.value for w in at.sidebar.warning]
+    assert any(torch_missing.install in w and "Keras 3 on PyTorch" in w for w in warnings), warnings
+    assert at.sidebar.button(key="run").disabled
+
+
+def test_keras_on_jax_runs_where_tensorflow_cannot_be_imported(tmp_path):
+    """As on the GPU machine (JAX, no TensorFlow): the CLI and a Keras-on-JAX pair never need TensorFlow."""
+    (tmp_path / "pair.json").write_text(json.dumps({"a": {"engine": {"name": "keras_jax"}, "training": {"epochs": 1}},
+                                                    "b_differs": {"optimizer.epsilon": 1e-8}}))
+    code = ("import sys, runpy; from core.backends import _Hidden; sys.meta_path.insert(0, _Hidden({'tensorflow'})); "
+            f"sys.argv = ['core', 'run', {str(tmp_path / 'pair.json')!r}, '--no-cache', '--out', "
+            f"{str(tmp_path / 'out')!r}]; runpy.run_module('core', run_name='__main__')")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads((tmp_path / "out" / "result.json").read_text())
+    assert result["a"]["effective"]["frameworks imported"] == ["jax"]
+    assert result["diagnosis"]["mechanism"] == "update_arithmetic"
+
+
+def test_a_jax_run_from_xla_s_compilation_cache_is_bitwise_the_run_that_compiled(pool):
+    """JAX workers keep XLA's compiled programs on disk (core.engines): the second fresh worker loads them."""
+    pair = make_pair(DataConfig(dataset="moons", n_samples=200),
+                     parse_run({"engine": {"name": "keras_jax"}, "training": {"epochs": 2}}), {})
+    compiled = Path(dict(worker_env(pair.a))["JAX_COMPILATION_CACHE_DIR"])
+    first = run_pair(pair, pool, cache=False, checks=False)
+    kept = set(compiled.iterdir())
+    assert kept, "the first run left its compiled programs"
+    again = run_pair(pair, pool, cache=False, checks=False)
+    assert set(compiled.iterdir()) == kept, "the second run compiled nothing new"
+    for m in "ab":
+        assert first.summary["compare"]["weights_bitwise_equal"] and again.summary["compare"]["weights_bitwise_equal"]
+        for name, w in first.weights(m).items():
+            assert w.tobytes() == again.weights(m)[name].tobytes(), name
