@@ -100,9 +100,9 @@ def honouring(path: str) -> tuple[str, ...]:
 def unavailable(run: RunConfig) -> str | None:
     """Why this machine cannot train `run`'s engine, with the command that fixes it; None when it can."""
     e = engine(run.engine.name)
-    if e.available():
-        return None
     missing = [m for m in e.needs if importlib.util.find_spec(m) is None]
+    if not missing:
+        return None
     return f"{e.label} needs {', '.join(missing)}, which is not installed here: {e.install}"
 
 

@@ -4,8 +4,8 @@ import pytest
 
 from core import analysis
 from core.config import DataConfig
-from core.factors import make_pair, parse_run
 from core.export import pair_not_reproducible
+from core.factors import make_pair, parse_run
 from core.pair import run_pair
 from core.presets import PRESETS, preset
 

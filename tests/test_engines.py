@@ -102,3 +102,14 @@ def test_a_jax_run_from_xla_s_compilation_cache_is_bitwise_the_run_that_compiled
         assert first.summary["compare"]["weights_bitwise_equal"] and again.summary["compare"]["weights_bitwise_equal"]
         for name, w in first.weights(m).items():
             assert w.tobytes() == again.weights(m)[name].tobytes(), name
+
+
+def test_pytorch_applies_tf32_off_and_deterministic_algorithms(pool):
+    """The TF32 and determinism factors on PyTorch, as their sentences say, read back from the run."""
+    assert "allow_tf32=False on PyTorch" in factor("numerics.tf32").mechanism
+    assert "torch.use_deterministic_algorithms" in factor("numerics.op_determinism").mechanism
+    run = parse_run({"engine": {"name": "keras_torch"}, "training": {"epochs": 1},
+                     "numerics": {"tf32": False, "op_determinism": True}})
+    result = run_pair(make_pair(DataConfig(dataset="moons", n_samples=200), run, {}), pool, cache=False, checks=False)
+    effective = result.summary["a"]["effective"]
+    assert effective["tf32"] is False and effective["op_determinism"] is True
