@@ -1,4 +1,4 @@
-"""Command line: `python -m core presets` and `python -m core run ... --out DIR`."""
+"""Command line: `python -m core presets`, `python -m core run ... --out DIR` and `python -m core script ...`."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from core.config import ConfigError
+from core.export import SCRIPT_NAME, standalone_script
 from core.factors import parse_pair, parse_run, make_pair
 from core.presets import PRESETS, preset
 
@@ -62,11 +63,14 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("presets", help="print one preset name per line")
     run = sub.add_parser("run", help="train a pair and write result.json and arrays.npz")
-    run.add_argument("pair_json", nargs="?", help="a pair config JSON file")
-    run.add_argument("--preset", choices=sorted(PRESETS), metavar="NAME")
-    run.add_argument("--epochs", type=int)
+    script = sub.add_parser("script", help="write the standalone script that trains the pair (the Reproduce page's)")
+    for command in (run, script):
+        command.add_argument("pair_json", nargs="?", help="a pair config JSON file")
+        command.add_argument("--preset", choices=sorted(PRESETS), metavar="NAME")
+        command.add_argument("--epochs", type=int)
     run.add_argument("--out", required=True, help="output directory")
     run.add_argument("--no-cache", action="store_true", help="train even if the result is cached")
+    script.add_argument("--out", default=SCRIPT_NAME, help=f"the script's file (default: {SCRIPT_NAME})")
     args = parser.parse_args(argv)
 
     if args.command == "presets":
@@ -75,6 +79,14 @@ def main(argv: list[str] | None = None) -> int:
     if bool(args.preset) == bool(args.pair_json):
         print("error: give either PAIR.json or --preset NAME", file=sys.stderr)
         return 2
+    if args.command == "script":
+        try:
+            Path(args.out).write_text(standalone_script(_load_pair(args)))
+        except ConfigError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        print(f"wrote {args.out}: python {args.out} trains A and B and compares them")
+        return 0
     try:
         pair = _load_pair(args)
         from core.pair import run_pair

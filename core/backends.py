@@ -15,7 +15,6 @@ import sys
 from pathlib import Path
 
 from core.config import RunConfig
-from core.storage import private_dir
 
 
 FRAMEWORKS = ("tensorflow", "jax", "torch")
@@ -59,8 +58,6 @@ def import_framework(framework: str):
             import keras as K
         return fw, K
     if framework == "jax":
-        if compiled := os.environ.get("JAX_COMPILATION_CACHE_DIR"):
-            private_dir(Path(compiled))
         import jax as fw
     else:
         import torch as fw

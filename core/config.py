@@ -148,6 +148,24 @@ class PairConfig:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
 
+def pair_from_dict(raw: dict) -> PairConfig:
+    """The PairConfig that `to_dict` wrote, as it was (core.factors.parse_pair validates a dict from outside)."""
+    a = run_from_dict(raw["a"])
+    differs = tuple(sorted((path, _tupled(value)) for path, value in raw["b_differs"].items()))
+    return PairConfig(DataConfig(**raw["data"]), a, differs, raw["b_starts_from_a_init"],
+                      raw.get("same_process", False))
+
+
+def run_from_dict(raw: dict) -> RunConfig:
+    defaults = RunConfig()
+    return RunConfig(**{section: type(getattr(defaults, section))(**{k: _tupled(v) for k, v in values.items()})
+                        for section, values in raw.items()})
+
+
+def _tupled(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
+
+
 def run_to_dict(run: RunConfig) -> dict:
     return {f.name: {k: _jsonable(v) for k, v in dataclasses.asdict(getattr(run, f.name)).items()} for f in fields(run)}
 

@@ -75,7 +75,14 @@ _one_load_at_a_time = threading.Lock()
 def _read(cfg: DataConfig) -> Dataset:
     if cfg.dataset == "series":
         return _series(cfg)
-    x, y, names, task, extra = _features(cfg)
+    if cfg.dataset == "csv":
+        return split_features(cfg, *_csv(cfg.csv_path, cfg.csv_target))
+    return split_features(cfg, *bundled_features(cfg))
+
+
+def split_features(cfg: DataConfig, x: np.ndarray, y: np.ndarray, names: list[str], task: str,
+                   extra: dict) -> Dataset:
+    """Missing values injected, then the train/test split (and the diabetes target standardised)."""
     x = inject_missing(x, cfg.missing_rate, cfg.missing_seed)
     from sklearn.model_selection import train_test_split
 
@@ -114,7 +121,8 @@ def _grid(x: np.ndarray) -> np.ndarray:
     return np.column_stack([x1.ravel(), x2.ravel()])
 
 
-def _features(cfg: DataConfig):
+def bundled_features(cfg: DataConfig):
+    """(x, y, feature names, task, extras) of a data set bundled with scikit-learn or generated."""
     from sklearn import datasets
 
     if cfg.dataset == "digits":
@@ -134,8 +142,6 @@ def _features(cfg: DataConfig):
     if cfg.dataset == "spirals":
         x, y = spirals(cfg.n_samples, cfg.noise, cfg.data_seed)
         return x, y, ["x1", "x2"], "classification", {}
-    if cfg.dataset == "csv":
-        return _csv(cfg.csv_path, cfg.csv_target)
     raise ConfigError(f"data.dataset: unknown dataset {cfg.dataset!r}")
 
 

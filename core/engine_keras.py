@@ -34,7 +34,7 @@ def to_numpy(K, tensor) -> np.ndarray:
     return np.asarray(K.ops.convert_to_numpy(tensor) if hasattr(K, "ops") else tensor)
 
 
-def seed_everything(K, run: RunConfig) -> str:
+def seed_keras(K, run: RunConfig) -> str:
     """Apply the seeding policy; returns what was done, for the record."""
     s = run.seeding
     if s.policy == "keras":
@@ -141,10 +141,10 @@ def prepare(K, engine, run: RunConfig) -> str:
         K.backend.set_floatx("float64")
     if n.dtype == "mixed_float16":
         K.mixed_precision.set_global_policy("mixed_float16")
-    return seed_everything(K, run)
+    return seed_keras(K, run)
 
 
-def train(K, engine, run: RunConfig, ds: Dataset, x_train, y_train, x_test, emit, wait_for_init,
+def train_keras(K, engine, run: RunConfig, ds: Dataset, x_train, y_train, x_test, emit, wait_for_init,
           built: tuple | None = None) -> dict:
     """Build, compile and fit one model; returns the run's record (plain data).
 

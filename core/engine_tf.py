@@ -20,7 +20,7 @@ from core.recording import Recording, fixed_orders
 BN_MOMENTUM, BN_EPSILON = 0.99, 1e-3  # Keras BatchNormalization defaults
 
 
-def seed_everything(tf, run: RunConfig) -> str:
+def seed_tensorflow(tf, run: RunConfig) -> str:
     s = run.seeding
     if s.policy in ("keras", "numpy_tf"):
         random.seed(s.seed)
@@ -149,12 +149,12 @@ class Optimizer:
             var.assign_sub(lr * g / (tf.sqrt(v) + eps))
 
 
-def train(K, engine, run: RunConfig, ds: Dataset, x_train, y_train, x_test, emit, wait_for_init) -> dict:
+def train_tensorflow(K, engine, run: RunConfig, ds: Dataset, x_train, y_train, x_test, emit, wait_for_init) -> dict:
     """The engine interface (core.engines): K and engine are unused, this loop builds without Keras."""
     import tensorflow as tf
 
     dtype = tf.float64 if run.numerics.dtype == "float64" else tf.float32
-    seeding = seed_everything(tf, run)
+    seeding = seed_tensorflow(tf, run)
     m, classify = run.model, ds.task == "classification"
     init = Initializer(tf, run, dtype)
     names, variables, trainable = [], [], []

@@ -5,7 +5,8 @@ configures through `core.backends`), the environment set before that import, whi
 module builds and trains the run, which backend-specific factors it honours, what it
 needs installed and the command that installs it, and how much memory its worker
 holds. The worker, the pool, the factor table, the sidebar and the diagnosis read
-this table; adding an engine is one module with a `train` function plus its entry.
+this table; adding an engine is one module with a training function plus its entry (names
+unique across the engine modules: the exported script carries them side by side).
 
 Nothing here imports a framework.
 """
@@ -31,7 +32,7 @@ class Engine:
     name: str  # the value of engine.name in a RunConfig
     label: str  # what people call it (sidebar, tables)
     training: str  # how a sentence names its training step ("Keras 3's fit on JAX")
-    module: str  # the core module whose train(...) builds, trains and records one run
+    trainer: str  # "module:function" that builds, trains and records one run (the worker and the export call it)
     framework: str  # what its worker imports and configures: tensorflow | jax | torch
     keras: str | None  # the Keras module it builds with: keras | tf_keras | None (no Keras)
     honours: tuple[str, ...]  # the BACKEND_FACTORS it applies
@@ -62,20 +63,24 @@ class Engine:
         return {}
 
 
+# The app's own cache of JAX's compiled programs: it saves time and changes no number (tests/test_engines.py),
+# so the exported script leaves it out.
+APP_ONLY_VARIABLES = ("JAX_COMPILATION_CACHE_DIR", "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS",
+                      "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES")
 FRAMEWORK_NAMES = {"tensorflow": "TensorFlow", "jax": "JAX", "torch": "PyTorch"}
 TF_INSTALL = "pip install tensorflow==2.21.0 keras==3.15.1"
 ENGINES: dict[str, Engine] = {e.name: e for e in (
-    Engine("keras", "Keras 3 (keras) on TensorFlow", "Keras 3's fit on TensorFlow", "core.engine_keras",
+    Engine("keras", "Keras 3 (keras) on TensorFlow", "Keras 3's fit on TensorFlow", "core.engine_keras:train_keras",
            "tensorflow", "keras", TF_NUMERICS, ("tensorflow", "keras"), TF_INSTALL, 350, same_process=True),
     Engine("tf_keras", "legacy tf.keras (tf_keras, Keras 2)", "legacy tf.keras's fit (the tf_keras package, Keras 2)",
-           "core.engine_keras", "tensorflow", "tf_keras", TF_NUMERICS, ("tensorflow", "tf_keras"),
+           "core.engine_keras:train_keras", "tensorflow", "tf_keras", TF_NUMERICS, ("tensorflow", "tf_keras"),
            "pip install tensorflow==2.21.0 tf-keras==2.21.0", 350, same_process=True),
-    Engine("tensorflow", "raw TensorFlow loop", "the raw TensorFlow GradientTape loop", "core.engine_tf",
+    Engine("tensorflow", "raw TensorFlow loop", "the raw TensorFlow GradientTape loop", "core.engine_tf:train_tensorflow",
            "tensorflow", None, ("engine.raw_optimizer",) + TF_NUMERICS, ("tensorflow",), TF_INSTALL, 350),
-    Engine("keras_jax", "Keras 3 on JAX", "Keras 3's fit on JAX", "core.engine_keras", "jax", "keras",
+    Engine("keras_jax", "Keras 3 on JAX", "Keras 3's fit on JAX", "core.engine_keras:train_keras", "jax", "keras",
            ("numerics.xla", "numerics.op_determinism", "numerics.tf32"), ("jax", "keras"),
            "pip install jax==0.10.2 jaxlib==0.10.2 keras==3.15.1", 380),
-    Engine("keras_torch", "Keras 3 on PyTorch", "Keras 3's fit on PyTorch", "core.engine_keras", "torch", "keras",
+    Engine("keras_torch", "Keras 3 on PyTorch", "Keras 3's fit on PyTorch", "core.engine_keras:train_keras", "torch", "keras",
            ("numerics.op_determinism", "numerics.intra_threads", "numerics.inter_threads", "numerics.tf32"),
            ("torch", "keras"),
            "pip install torch==2.13.0+cpu --extra-index-url https://download.pytorch.org/whl/cpu", 390),

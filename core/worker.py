@@ -75,6 +75,12 @@ def main() -> None:
     started = time.perf_counter()
     from core.backends import import_framework
 
+    if compiled := os.environ.get("JAX_COMPILATION_CACHE_DIR"):  # JAX's compiled programs (core.engines)
+        from pathlib import Path
+
+        from core.storage import private_dir
+
+        private_dir(Path(compiled))
     fw, K = import_framework(os.environ.get("KERAS_BACKEND", "tensorflow"))
     import_s = time.perf_counter() - started
     write_frame(out, {"type": "ready", "import_s": import_s, "pid": os.getpid()})
@@ -115,7 +121,8 @@ def run_job(fw, K, job: dict, out, inp) -> dict:
         return message["weights"]
 
     inputs = preprocess(ds, run.preprocess, engine_keras.keras_normalizer(K))
-    train = importlib.import_module(e.module).train
+    module, function = e.trainer.split(":")
+    train = getattr(importlib.import_module(module), function)
     if job.get("then") is None:
         return _outcome(fw, run, train(K, e, run, ds, *inputs[:3], emit, wait_for_init), inputs, job, t0)
     # Two models in one process, as in a notebook (the article's Example 1): the seeds are set once,

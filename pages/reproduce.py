@@ -25,10 +25,10 @@ except ConfigError as e:  # e.g. a CSV that is no longer where it was when the p
     st.error(plain(f"The script cannot be written for this pair: {e}"))
     script = None
 if script is not None:
-    st.write(f"Plain Keras / TensorFlow code that imports nothing of this app. `python {SCRIPT_NAME}` trains A and "
-             "B, each in a fresh process, prints each model's final-weights digest and the largest |A − B| per "
-             "variable; with the library versions below and the same kind of machine the numbers are the ones "
-             "under **Results**, to the bit.")
+    st.write(f"One file that imports nothing of this app: the app's own training code for this pair, copied "
+             f"unchanged, and the pair's config. `python {SCRIPT_NAME}` trains A and B, each in a fresh process, "
+             "prints each model's final-weights digest and the largest |A − B| per variable; with the library "
+             "versions below and the same kind of machine the numbers are the ones under **Results**, to the bit.")
     for label, run in (("A", pair.a), ("B", pair.b)):
         for reason in not_reproducible(run):
             st.warning(f"{label} is not repeatable: {reason}")

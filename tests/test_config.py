@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from core.config import ConfigError, DataConfig, PairConfig, RunConfig, run_paths
+from core.config import ConfigError, DataConfig, PairConfig, RunConfig, pair_from_dict, run_paths
 from core.factors import FACTORS, format_value, make_pair, not_applied, parse_pair, parse_run
 from core.presets import PRESETS, preset
 
@@ -93,3 +93,9 @@ def test_a_pair_built_in_one_process_round_trips_and_refuses_what_one_process_ca
     with pytest.raises(ConfigError, match="built with keras and tf.keras"):
         make_pair(DataConfig(), keras_run.with_value("engine.name", "tensorflow"), {}, same_process=True)
     assert make_pair(DataConfig(), keras_run, {"optimizer.epsilon": 1e-8}, same_process=True).same_process
+
+
+def test_a_pair_read_back_from_its_dict_is_the_pair():
+    for name, p in PRESETS.items():
+        pair = p.pair()
+        assert pair_from_dict(json.loads(pair.to_json())) == pair, name
