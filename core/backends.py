@@ -94,7 +94,8 @@ def configure(fw, run: RunConfig) -> None:
             fw.use_deterministic_algorithms(True)
         has_gpu = fw.cuda.is_available()
     if n.device == "gpu" and not has_gpu:
-        raise RuntimeError(f"numerics.device: 'gpu' was asked for, but {name} sees no GPU on this machine")
+        raise RuntimeError(f"numerics.device: 'gpu' was asked for, but {name} sees no GPU on this machine (a "
+                           "CPU-only build sees none either: the README's Deploy section says what to install)")
 
 
 def effective(fw, run: RunConfig) -> dict:

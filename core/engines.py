@@ -13,6 +13,7 @@ Nothing here imports a framework.
 
 from __future__ import annotations
 
+import glob
 import importlib.util
 import os
 from dataclasses import dataclass
@@ -109,6 +110,15 @@ def unavailable(run: RunConfig) -> str | None:
     if not missing:
         return None
     return f"{e.label} needs {', '.join(missing)}, which is not installed here: {e.install}"
+
+
+def gpu_present(devices: str = "/dev/nvidia[0-9]*") -> bool:
+    """Whether this machine shows an NVIDIA GPU to the app's workers, without importing a framework (the
+    scenarios that need a GPU are listed only then; a run with device 'gpu' still asks its framework)."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None and visible.strip() in ("", "-1"):
+        return False
+    return bool(glob.glob(devices))
 
 
 def worker_env(run: RunConfig) -> tuple[tuple[str, str | None], ...]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from core.config import ConfigError, DataConfig, PairConfig
+from core.engines import gpu_present
 from core.factors import make_pair, parse_run
 
 
@@ -20,6 +21,7 @@ class Preset:
     b_starts_from_a_init: bool = False
     data: dict | None = None  # DataConfig fields that differ from the defaults
     same_process: bool = False  # A and B built one after the other in one fresh process
+    needs_gpu: bool = False  # listed only where a GPU is present (core.engines.gpu_present)
 
     def pair(self, epochs: int | None = None) -> PairConfig:
         a = parse_run(self.a)
@@ -29,7 +31,7 @@ class Preset:
                          self.same_process)
 
 
-PRESETS: dict[str, Preset] = {p.name: p for p in (
+ALL_PRESETS: dict[str, Preset] = {p.name: p for p in (
     Preset("keras3-vs-tf-keras", "Same seed, same network, fit's own shuffle: Keras 3 against legacy tf.keras "
            "(Keras 2, the tf_keras package; tf.keras itself is Keras 3 from TensorFlow 2.16 unless "
            "TF_USE_LEGACY_KERAS=1).", {"training": {"batch_order": "framework"}}, {"engine.name": "tf_keras"}),
@@ -60,12 +62,21 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
            "and on JAX (B), the same fixed batch order.", {}, {"engine.name": "keras_jax"}),
     Preset("two-backends-aligned", "Keras 3 on TensorFlow (A) and on PyTorch (B), B from A's initial weights, the "
            "same fixed batch order.", {}, {"engine.name": "keras_torch"}, b_starts_from_a_init=True),
+    Preset("tf32-vs-float32", "Keras 3 on JAX on the GPU: float32 matmuls as JAX does them by default there (TF32 "
+           "on recent NVIDIA GPUs) against full float32 (JAX_DEFAULT_MATMUL_PRECISION=highest), from the same "
+           "initial weights.", {"engine": {"name": "keras_jax"}, "numerics": {"device": "gpu"}},
+           {"numerics.tf32": False}, b_starts_from_a_init=True, needs_gpu=True),
+    Preset("gpu-vs-cpu", "Keras 3 on JAX on the GPU (A) against the CPU (B), full float32 matmuls on both, from the "
+           "same initial weights.", {"engine": {"name": "keras_jax"}, "numerics": {"device": "gpu", "tf32": False}},
+           {"numerics.device": "cpu"}, b_starts_from_a_init=True, needs_gpu=True),
     Preset("run-it-twice", "The default setup trained twice, each in a fresh process.", {}, {}),
     Preset("custom-layer", "A and B identical with explicit seeds on every built-in initializer; the custom "
            "scale layer's add_weight(initializer='random_normal') has none.",
            {"seeding": {"policy": "explicit"}, "model": {"scale_layer": True}}, {}),
 )}
 
+# The scenarios this machine can run: those that need a GPU only where one is present.
+PRESETS: dict[str, Preset] = {name: p for name, p in ALL_PRESETS.items() if not p.needs_gpu or gpu_present()}
 DEFAULT_PRESET = "adam-epsilon"
 
 

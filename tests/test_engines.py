@@ -12,9 +12,10 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core.config import ConfigError, DataConfig
-from core.engines import BACKEND_FACTORS, ENGINES, worker_env
+from core.engines import BACKEND_FACTORS, ENGINES, gpu_present, worker_env
 from core.factors import FACTORS, factor, make_pair, not_applied, parse_run
 from core.pair import run_pair
+from core.presets import ALL_PRESETS, PRESETS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -107,3 +108,23 @@ def test_pytorch_applies_tf32_off_and_deterministic_algorithms(pool):
     result = run_pair(make_pair(DataConfig(dataset="moons", n_samples=200), run, {}), pool, cache=False, checks=False)
     effective = result.summary["a"]["effective"]
     assert effective["tf32"] is False and effective["op_determinism"] is True
+
+
+def test_a_gpu_is_seen_from_its_device_files_unless_cuda_visible_devices_hides_it(tmp_path, monkeypatch):
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert not gpu_present(str(tmp_path / "nvidia[0-9]*"))
+    (tmp_path / "nvidiactl").touch()  # the driver's control file is not a GPU
+    assert not gpu_present(str(tmp_path / "nvidia[0-9]*"))
+    (tmp_path / "nvidia0").touch()
+    assert gpu_present(str(tmp_path / "nvidia[0-9]*"))
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "-1")
+    assert not gpu_present(str(tmp_path / "nvidia[0-9]*"))
+
+
+@pytest.mark.skipif(gpu_present(), reason="this machine has a GPU: the scenario runs there")
+def test_a_gpu_scenario_without_a_gpu_is_a_clear_error(pool):
+    gpu = ALL_PRESETS["tf32-vs-float32"]
+    assert gpu.needs_gpu and "tf32-vs-float32" not in PRESETS
+    result = run_pair(gpu.pair(epochs=1), pool, cache=False, checks=False)
+    assert not result.complete
+    assert "numerics.device: 'gpu' was asked for, but jax sees no GPU" in result.summary["a"]["message"]

@@ -13,7 +13,7 @@ from core.diagnosis import MECHANISMS
 from core.export import not_reproducible
 from core.factors import BY_PATH, make_pair, parse_run
 from core.pair import run_pair
-from core.presets import PRESETS
+from core.presets import ALL_PRESETS, PRESETS
 
 MOONS = DataConfig(dataset="moons", n_samples=200)
 ENGINE = BY_PATH["engine.name"].mechanism
@@ -80,11 +80,13 @@ PRESET_MECHANISM = {
     "two-backends-aligned": {"numerics"},
     "run-it-twice": {"none"},
     "custom-layer": {"initial_weights"},
+    "tf32-vs-float32": {"numerics"},  # (with a GPU only)
+    "gpu-vs-cpu": {"numerics"},
 }
 
 
 def test_the_table_covers_every_preset():
-    assert set(PRESET_MECHANISM) == set(PRESETS)
+    assert set(PRESET_MECHANISM) == set(ALL_PRESETS)
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +95,7 @@ def shared_cache(tmp_path_factory):
     return RunCache(tmp_path_factory.mktemp("mechanisms"))
 
 
-@pytest.mark.parametrize("name", sorted(PRESET_MECHANISM))
+@pytest.mark.parametrize("name", sorted(PRESETS))  # those this machine can run
 def test_each_presets_verdict_names_the_mechanism_its_runs_show(pool, shared_cache, name):
     result = run_pair(PRESETS[name].pair(epochs=2), pool, cache=shared_cache)
     diagnosis = result.summary["diagnosis"]

@@ -19,7 +19,7 @@ from ui import sidebar
 class Cause:
     title: str
     about: str
-    scenarios: tuple[str, ...]  # names in core.presets.PRESETS; every preset is under one cause
+    scenarios: tuple[str, ...]  # names in core.presets.ALL_PRESETS; every preset is under one cause
 
 
 CAUSES = (
@@ -29,7 +29,7 @@ CAUSES = (
     Cause("Backend differences", "The engine and its backend (TensorFlow, JAX, PyTorch), the float precision, the "
           "compiler and the CPU kernels.",
           ("keras3-vs-tf-keras", "fit-vs-raw-loop", "same-seed-two-backends", "two-backends-aligned",
-           "float32-vs-float64", "xla-on-off", "onednn-on-off")),
+           "float32-vs-float64", "xla-on-off", "onednn-on-off", "tf32-vs-float32", "gpu-vs-cpu")),
     Cause("Data preprocessing", "How the inputs are scaled and how missing values are filled.",
           ("population-vs-sample-std", "mean-vs-median-impute")),
     Cause("And also", "The order of the batches, and the control: A and B the same.", ("batch-order", "run-it-twice")),
@@ -54,7 +54,7 @@ def show() -> None:
         head, body = st.columns([1, 3])
         head.markdown(f"#### {cause.title}")
         head.caption(cause.about)
-        for name in cause.scenarios:
+        for name in (name for name in cause.scenarios if name in PRESETS):  # (GPU scenarios need a GPU)
             button, text = body.columns([1, 2], vertical_alignment="center")
             button.button(name, key=f"gallery.{name}", on_click=_pick, args=(name,), width="stretch",
                           help="Loads this scenario into the sidebar and trains it.")
