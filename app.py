@@ -39,6 +39,7 @@ page = st.navigation([
     st.Page("pages/weights.py", title="Weights", icon=":material/balance:"),
     st.Page("pages/predictions.py", title="Predictions", icon=":material/scatter_plot:"),
     st.Page("pages/attribution.py", title="Attribution", icon=":material/troubleshoot:"),
+    st.Page("pages/sweep.py", title="Sweep", icon=":material/linear_scale:"),
     st.Page("pages/reproduce.py", title="Reproduce", icon=":material/terminal:"),
 ])
 st.title("Divergence Lab")

@@ -4,68 +4,28 @@ import pandas as pd
 import streamlit as st
 
 from core import analysis
-from core.batch import to_train
-from core.config import ConfigError
+from core.sweep import MAX_SEEDS
 from core.factors import factor, parse_pair
-from ui import charts
+from ui import charts, run
 from ui.page import result_or_stop
-from ui.run import Throttle
 from ui.text import plain
-
-RUNNING = "analysis.running"
 
 result = result_or_stop()
 pair = parse_pair(result.summary["config"])
 st.header("Attribution")
-if stopped := st.session_state.pop(RUNNING, None):
+if stopped := run.stopped_batch():
     st.info(f"{stopped} stopped. The runs that had finished are kept and will not be trained again.")
-seeds = st.number_input("Other seeds for the noise floor", min_value=1, max_value=10, value=3,
-                        help="A is trained again with this many other seeds.")
+seeds = st.number_input("Other seeds for the noise floor", min_value=1, max_value=MAX_SEEDS - 1, value=3,
+                        help="A is trained again with this many other seeds (the Sweep page draws the same "
+                             "seed noise beside a factor's values).")
 plan = {**analysis.attribution_plan(pair), **analysis.noise_plan(pair, seeds), **analysis.run_twice_plan(pair)}
-
-
-def cost(plan: dict) -> tuple[str, int]:
-    """What a batch will train, said before it starts (runs trained before come from the cache), and its epochs."""
-    new = to_train(plan, result.summary["data"]["fingerprint"])
-    epochs = sum(plan[name].run.training.epochs for name in new)
-    reused = len(plan) - len(new)
-    if not new:
-        return f"nothing to train, all {len(plan)} planned runs were trained before and come from the cache", 0
-    return f"**{len(new)} runs** to train ({epochs} epochs in all)" + (
-        f"; {reused} of the {len(plan)} planned runs were trained before and come from the cache"
-        if reused else ""), epochs
-
-
-def execute(plan: dict, label: str, total: int) -> dict:
-    """The batch with one progress bar over its `total` epochs to train; Stop (or any rerun) ends its workers."""
-    bar = st.progress(0.0, text=f"{label}: starting workers")
-    done = {"epochs": 0}
-    redraw = Throttle()
-
-    def on_event(name, event):
-        if event["type"] == "epoch":
-            done["epochs"] += 1
-            if redraw.due():
-                bar.progress(min(done["epochs"] / max(total, 1), 1.0),
-                             text=f"{label}: {name}, epoch {event['epoch']}")
-
-    st.session_state[RUNNING] = label  # still set on the next script run if Stop ended this one
-    try:
-        outcomes = analysis.execute(pair, plan, on_event=on_event)
-    except ConfigError as e:  # a planned run that costs more than a run may (core.budget), or data gone
-        st.error(plain(f"{label} not started: {e}"))
-        outcomes = None
-    del st.session_state[RUNNING]
-    bar.empty()
-    return outcomes
-
-
-says, epochs = cost(plan)
+says, epochs = run.batch_cost(plan, result.summary["data"]["fingerprint"])
 st.write(f"The analysis plans A and B, A and B with one factor swapped for each of the {len(pair.b_differs)} "
          f"differing factors, A with {seeds} other seeds, and A once more: {says}, as many at once as "
          "the workers allow.")
 key = f"analysis:{result.summary['key']}:{seeds}"
-if st.button("Run the analysis", type="primary") and (done := execute(plan, "Analysis", epochs)) is not None:
+if st.button("Run the analysis", type="primary") and \
+        (done := run.run_batch(pair, plan, "Analysis", epochs)) is not None:
     st.session_state[key] = done
 
 outcomes = st.session_state.get(key)
@@ -138,10 +98,10 @@ if pair.same_process and not pair.b_differs:
     st.stop()
 order = analysis.staircase_order(attribution)
 steps_plan = analysis.staircase_plan(pair, order)
-says, epochs = cost(steps_plan)
+says, epochs = run.batch_cost(steps_plan, result.summary["data"]["fingerprint"])
 st.write(f"Starting from B, align one factor at a time to A, largest share first: {says}.")
 stairs_key = f"{key}:staircase"
-if st.button("Run the staircase") and (done := execute(steps_plan, "Staircase", epochs)) is not None:
+if st.button("Run the staircase") and (done := run.run_batch(pair, steps_plan, "Staircase", epochs)) is not None:
     st.session_state[stairs_key] = done
 if stairs_key in st.session_state:
     stairs = analysis.staircase(order, st.session_state[stairs_key], twice)

@@ -28,7 +28,7 @@ ARTIFACTS = Path(os.environ.get("TEST_ARTIFACTS", ROOT / "test-artifacts"))
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync"]
-PAGES = ["Overview", "Loss curves", "Weights", "Predictions", "Attribution", "Reproduce"]
+PAGES = ["Overview", "Loss curves", "Weights", "Predictions", "Attribution", "Sweep", "Reproduce"]
 IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
 VIEWPORT = {"width": 1400, "height": 1000}
 
@@ -161,6 +161,13 @@ def test_default_scenario_in_a_real_browser(server, browser):
             page.get_by_text("Analysis stopped.").wait_for(timeout=60_000)
             _settle(page)
             assert page.get_by_text("Which factor caused how much").count() == 0
+        elif title == "Sweep":  # Stop keeps what finished, and the page draws it (here: no run finished yet)
+            page.get_by_role("button", name="Run the sweep").click()
+            page.get_by_text(re.compile(r"Sweep: .+, epoch \d+")).wait_for(timeout=120_000)
+            page.get_by_test_id("stSidebar").get_by_role("button", name="Stop", exact=True).click()
+            page.get_by_text("Sweep stopped.").wait_for(timeout=60_000)
+            page.get_by_text(re.compile(r"of the planned runs did not finish")).wait_for(timeout=60_000)
+            _settle(page)
         elif title == "Reproduce":
             page.get_by_role("button", name="Download divergence_pair.py").wait_for(timeout=60_000)
         else:

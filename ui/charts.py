@@ -245,3 +245,35 @@ def forecast(series: pd.DataFrame) -> alt.LayerChart:
     base = alt.Chart(series)
     return alt.layer(*[base.transform_filter(alt.datum.source == source).mark_line().encode(
         x=x, y=y, tooltip=tooltip, **look) for source in sources]).properties(height=320)
+
+
+def sweep_gaps(rows: pd.DataFrame, values: pd.DataFrame, band: dict, title: str, log_x: bool) -> alt.LayerChart:
+    """rows: label, value, seed, prediction (one per value and seed); values: label, value, prediction_median,
+    prediction_low, prediction_high (one per value); band: the seed-noise band's low, median, high."""
+    x = alt.X("value:Q", title=title, scale=alt.Scale(type="log")) if log_x else \
+        alt.X("label:N", title=title, sort=list(values["label"]), axis=alt.Axis(labelAngle=0))
+    y = alt.Y("prediction:Q", title=[GAP["rms"], "to A at the same seed"])
+    layers = []
+    if band["n"]:
+        noise = pd.DataFrame([{"low": band["low"], "high": band["high"], "median": band["median"],
+                               "label": "seed noise"}])
+        layers += [alt.Chart(noise).mark_rect(color=DIFF_COLOR, opacity=0.2).encode(
+                       y=alt.Y("low:Q"), y2="high:Q", tooltip=[alt.Tooltip("low:Q", format=".3e"),
+                                                               alt.Tooltip("high:Q", format=".3e")]),
+                   alt.Chart(noise).mark_rule(color=DIFF_COLOR, strokeDash=[4, 3]).encode(
+                       y="median:Q", tooltip=["label", alt.Tooltip("median:Q", format=".3e")])]
+    medians = values.dropna(subset=["prediction_median"]).rename(columns={"prediction_median": "prediction"})
+    layers += [
+        alt.Chart(rows).mark_circle(color=DIFF_COLOR, size=40, opacity=0.7).encode(
+            x=x, y=y, tooltip=["label", "seed", alt.Tooltip("prediction:Q", format=".3e")]),
+        alt.Chart(medians).mark_rule(color=PAIR_COLOR, opacity=0.5).encode(
+            x=x, y=alt.Y("prediction_low:Q"), y2="prediction_high:Q"),
+        alt.Chart(medians).mark_line(color=PAIR_COLOR, point=True).encode(
+            x=x, y=y, tooltip=["label", alt.Tooltip("prediction:Q", title="median", format=".3e"),
+                               alt.Tooltip("prediction_low:Q", title="lowest", format=".3e"),
+                               alt.Tooltip("prediction_high:Q", title="highest", format=".3e")]),
+    ]
+    subtitle = ["red: the median over seeds, with the lowest and highest; grey dots: each seed",
+                "grey band: seed noise, A against A with another seed (dashed: its median)"]
+    return alt.layer(*layers, title=alt.TitleParams("The gap against the value, beside seed noise", anchor="start",
+                                                    subtitle=subtitle))

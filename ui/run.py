@@ -143,3 +143,51 @@ def train(pair: PairConfig, fresh: bool = False) -> None:
             status.update(label="Training failed", state="error", expanded=False)
     if st.session_state[ERROR]:  # outside the collapsed status, where the user looks
         st.error(plain(st.session_state[ERROR]))
+
+
+BATCH_RUNNING = "batch.running"  # the label of the analysis batch under way (still set after Stop ended it)
+
+
+def batch_cost(plan: dict, fingerprint: str) -> tuple[str, int]:
+    """What a batch will train, said before it starts (runs trained before come from the cache), and its epochs."""
+    from core.batch import to_train
+
+    new = to_train(plan, fingerprint)
+    epochs = sum(plan[name].run.training.epochs for name in new)
+    reused = len(plan) - len(new)
+    if not new:
+        return f"nothing to train, all {len(plan)} planned runs were trained before and come from the cache", 0
+    return f"**{len(new)} runs** to train ({epochs} epochs in all)" + (
+        f"; {reused} of the {len(plan)} planned runs were trained before and come from the cache"
+        if reused else ""), epochs
+
+
+def run_batch(pair: PairConfig, plan: dict, label: str, total: int) -> dict | None:
+    """The batch with one progress bar over its `total` epochs to train; Stop (or any rerun) ends its workers.
+    None when it could not start (the reason is shown)."""
+    from core import analysis
+
+    bar = st.progress(0.0, text=f"{label}: starting workers")
+    done = {"epochs": 0}
+    redraw = Throttle()
+
+    def on_event(name, event):
+        if event["type"] == "epoch":
+            done["epochs"] += 1
+            if redraw.due():
+                bar.progress(min(done["epochs"] / max(total, 1), 1.0), text=f"{label}: {name}, epoch {event['epoch']}")
+
+    st.session_state[BATCH_RUNNING] = label  # still set on the next script run if Stop ended this one
+    try:
+        outcomes = analysis.execute(pair, plan, on_event=on_event)
+    except ConfigError as e:  # a planned run that costs more than a run may (core.budget), or data gone
+        st.error(plain(f"{label} not started: {e}"))
+        outcomes = None
+    del st.session_state[BATCH_RUNNING]
+    bar.empty()
+    return outcomes
+
+
+def stopped_batch() -> str | None:
+    """The label of a batch that Stop ended in the previous script run (said once)."""
+    return st.session_state.pop(BATCH_RUNNING, None)
