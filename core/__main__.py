@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from core.config import ConfigError
 from core.export import SCRIPT_NAME, standalone_script
 from core.factors import parse_pair, parse_run, make_pair
 from core.presets import PRESETS, preset
+from core.ray_executor import RAY_ENV
 
 
 def _load_pair(args):
@@ -72,6 +74,9 @@ def main(argv: list[str] | None = None) -> int:
         command.add_argument("--epochs", type=int)
     run.add_argument("--out", required=True, help="output directory")
     run.add_argument("--no-cache", action="store_true", help="train even if the result is cached")
+    for command in (run, sweep):
+        command.add_argument("--ray", metavar="ADDRESS", help=f"run on Ray: auto, ray://host:10001 or local (default: "
+                                                              f"${RAY_ENV}, else this machine's worker pool)")
     script.add_argument("--out", default=SCRIPT_NAME, help=f"the script's file (default: {SCRIPT_NAME})")
     sweep.add_argument("--factor", help="the factor path to sweep, e.g. optimizer.epsilon (none: seeds only)")
     values = sweep.add_mutually_exclusive_group()
@@ -96,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         print(f"wrote {args.out}: python {args.out} trains A and B and compares them")
         return 0
+    if getattr(args, "ray", None):
+        os.environ[RAY_ENV] = args.ray  # core.batch reads it for every batch of this process
     if args.command == "sweep":
         return _sweep(args)
     try:

@@ -48,7 +48,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core import budget
+from core import budget, ray_executor
 from core.config import ConfigError, RunConfig, run_to_dict
 from core.engines import engine, unavailable
 from core.pool import DEFAULT_TIMEOUT_S, Job, Progress, WorkerPool, default_pool, run_jobs
@@ -430,20 +430,25 @@ def run_batch(plan: dict[str, Planned], ds, pool: WorkerPool | None = None, on_e
     jobs = [Job(name, p.run, ds, trained_as[p.init_from] if p.init_from else None,
                 plan[second[name]].run if name in second else None)
             for name, p in plan.items() if trained_as[name] == name and name not in outcomes and not p.after]
-    pool = pool or default_pool()
+    on_ray = ray_executor.address() is not None  # a Ray cluster runs the batch; its nodes' memory is their own
+    pool = None if on_ray else pool or default_pool()
     for job in jobs:  # before any worker starts: a run that cannot run here or would cost too much is refused whole
         for run in (job.run, job.then) if job.then else (job.run,):
             try:
                 if missing := unavailable(run):
                     raise ConfigError(f"engine.name: {missing}")
-                budget.check(run, ds, budget.worker_headroom_mb(pool.capacity, engine(run.engine.name).worker_mb))
+                budget.check(run, ds, None if on_ray else
+                             budget.worker_headroom_mb(pool.capacity, engine(run.engine.name).worker_mb))
             except ConfigError as e:
                 name = job.key if run is job.run else second[job.key]
                 raise ConfigError(f"{name.upper() if len(name) == 1 else name}: {e}") from None
     for name in plan:
         if trained_as[name] != name or name in outcomes:
             on_event(name, {"type": "cached"})
-    failed = run_jobs(pool, jobs, forward, cancel, timeout_s, initial=initial, on_result=keep)
+    if on_ray:
+        failed = ray_executor.run_jobs(jobs, forward, cancel, timeout_s, initial=initial, on_result=keep)
+    else:
+        failed = run_jobs(pool, jobs, forward, cancel, timeout_s, initial=initial, on_result=keep)
     for name, o in failed.items():
         if o["type"] != "result":
             outcomes[name] = o

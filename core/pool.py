@@ -292,7 +292,7 @@ def run_jobs(pool: WorkerPool, jobs: list[Job], on_event: Progress | None = None
                 if job.init_from and job.init_from not in initial and job.init_from not in active:
                     if job.init_from in results:  # the source ended without initial weights
                         pending.remove(job)
-                        results[job.key] = {"type": "error", "message": _NO_INIT.format(job.init_from)}
+                        results[job.key] = {"type": "error", "message": NO_INIT.format(job.init_from)}
                     continue
                 worker = pool.try_acquire(worker_env(job.run))
                 if worker is None:
@@ -317,7 +317,7 @@ def run_jobs(pool: WorkerPool, jobs: list[Job], on_event: Progress | None = None
                     awaiting_init.remove(key)
                 elif job.init_from in results:
                     awaiting_init.remove(key)
-                    finish(key, {"type": "error", "message": _NO_INIT.format(job.init_from)})
+                    finish(key, {"type": "error", "message": NO_INIT.format(job.init_from)})
             cancel.wait(0.01)
     finally:  # the caller was interrupted (e.g. Streamlit's Stop): end every worker, report nothing
         for key in list(active):
@@ -325,7 +325,7 @@ def run_jobs(pool: WorkerPool, jobs: list[Job], on_event: Progress | None = None
     return results
 
 
-_NO_INIT = "not run: {} failed before its initial weights"
+NO_INIT = "not run: {} failed before its initial weights"
 
 
 def _send(worker: Worker, message: dict) -> None:

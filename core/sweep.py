@@ -25,7 +25,7 @@ import numpy as np
 from core import analysis
 from core.batch import Planned
 from core.config import ConfigError, PairConfig
-from core.factors import Choice, Number, check_run, factor, format_value
+from core.factors import FACTORS, Choice, Number, check_run, factor, format_value
 
 MIN_SEEDS, MAX_SEEDS = 2, 50  # two seeds make the smallest band (one gap)
 MAX_VALUES = 40
@@ -47,6 +47,12 @@ def describe(sweep: Sweep) -> str:
     """What a sweep plans, in words ("5 seeds x (8 values + A)")."""
     n = len(sweep.values)
     return f"{sweep.seeds} seeds x ({n} value{'s' * (n != 1)} + A)"
+
+
+def sweepable(engine_name: str) -> list[str]:
+    """The factors a sweep of a run on this engine can take: one value per run, used by the engine, not the seed."""
+    return [f.path for f in FACTORS if isinstance(f.allowed, (Number, Choice)) and f.path != "seeding.seed"
+            and engine_name in f.engines]
 
 
 def make_sweep(pair: PairConfig, path: str | None, values, seeds: int) -> Sweep:

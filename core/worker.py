@@ -72,6 +72,16 @@ def main() -> None:
     out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
     inp = sys.stdin.buffer
+    fw, K, import_s = import_framework_timed()
+    write_frame(out, {"type": "ready", "import_s": import_s, "pid": os.getpid()})
+    job = read_frame(inp)
+    if job is None:
+        return
+    write_frame(out, serve(fw, K, job, import_s, lambda event: write_frame(out, event), lambda: read_frame(inp)))
+
+
+def import_framework_timed():
+    """(framework, Keras module, seconds the import took) for this process's environment (core.engines)."""
     started = time.perf_counter()
     from core.backends import import_framework
 
@@ -82,20 +92,23 @@ def main() -> None:
 
         private_dir(Path(compiled))
     fw, K = import_framework(os.environ.get("KERAS_BACKEND", "tensorflow"))
-    import_s = time.perf_counter() - started
-    write_frame(out, {"type": "ready", "import_s": import_s, "pid": os.getpid()})
-    job = read_frame(inp)
-    if job is None:
-        return
+    return fw, K, time.perf_counter() - started
+
+
+def serve(fw, K, job: dict, import_s: float, emit, receive) -> dict:
+    """Train one job; its result message, or an error message naming the cause (the parent reports it).
+
+    `emit(event)` sends progress and A's initial weights; `receive()` returns the next message for this run
+    (its peer's initial weights). Workers of the pool use their pipes; a Ray task uses its queues.
+    """
     job["import_s"] = import_s
     try:
-        write_frame(out, {"type": "result", **run_job(fw, K, job, out, inp)})
-    except Exception as e:  # the parent turns this into an error result naming the cause
-        write_frame(out, {"type": "error", "message": f"{type(e).__name__}: {e}",
-                          "traceback": traceback.format_exc(limit=8)})
+        return {"type": "result", **run_job(fw, K, job, emit, receive)}
+    except Exception as e:
+        return {"type": "error", "message": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc(limit=8)}
 
 
-def run_job(fw, K, job: dict, out, inp) -> dict:
+def run_job(fw, K, job: dict, emit, receive) -> dict:
     import importlib
 
     from core import backends, engine_keras
@@ -109,13 +122,10 @@ def run_job(fw, K, job: dict, out, inp) -> dict:
         raise RuntimeError(f"worker imported {fw.__name__} and {K.__name__} but the run asks for the {e.name} engine")
     backends.configure(fw, run)
 
-    def emit(event):
-        write_frame(out, event)
-
     def wait_for_init():
         if not job.get("init_from_peer"):
             return None
-        message = read_frame(inp)
+        message = receive()
         if message is None or message.get("type") != "init_weights":
             raise RuntimeError("the peer's initial weights never arrived")
         return message["weights"]

@@ -1,16 +1,18 @@
 """Sweep: one factor of A over several values, each over several seeds, against the seed-noise band."""
 
+import threading
+
 import pandas as pd
 import streamlit as st
 
-from core import data, sweep
+from core import analysis, data, sweep
 from core.config import ConfigError
-from core.factors import FACTORS, Choice, Number, factor, format_value
+from core.factors import Number, factor, format_value
 from ui import charts, run
 from ui.text import plain
 
 SEEDS_ONLY = "(seeds only)"
-RESULT = "sweep.result"  # (the sweep, its result): what the page draws
+RESULT = "sweep.result"  # (the pair, the sweep, its result): what the page draws
 
 st.header("Sweep")
 if stopped := run.stopped_batch():
@@ -26,8 +28,7 @@ st.write(f"Starts from **A** as the sidebar sets it up ({pair.a.training.epochs}
          "; the gap is how far each ends from A at the same seed. Seed noise is how far A ends from A with "
          "another seed.")
 
-sweepable = [f.path for f in FACTORS if isinstance(f.allowed, (Number, Choice)) and f.path != "seeding.seed"
-             and pair.a.engine.name in f.engines]
+sweepable = sweep.sweepable(pair.a.engine.name)
 differs = [path for path, _ in pair.b_differs if path in sweepable]
 left, right = st.columns([2, 1])
 path = left.selectbox("Factor", [SEEDS_ONLY, *sweepable], index=1 + sweepable.index(
@@ -70,10 +71,6 @@ if st.button("Run the sweep", type="primary"):
     if outcomes is not None:
         st.session_state[RESULT] = (pair, plan_of, sweep.sweep_result(pair, plan_of, outcomes))
 elif stopped:  # what finished before Stop, from the cache (nothing is trained: the batch starts cancelled)
-    import threading
-
-    from core import analysis
-
     cancelled = threading.Event()
     cancelled.set()
     st.session_state[RESULT] = (pair, plan_of, sweep.sweep_result(pair, plan_of, analysis.execute(

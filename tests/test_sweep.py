@@ -38,6 +38,8 @@ def test_a_sweep_is_checked_before_anything_trains():
             continue
         with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
             sweep.make_sweep(pair, *args)
+    assert "numerics.onednn" in sweep.sweepable("keras") and "numerics.onednn" not in sweep.sweepable("keras_jax")
+    assert "model.hidden" not in sweep.sweepable("keras") and "seeding.seed" not in sweep.sweepable("keras")
     jax = _pair(engine={"name": "keras_jax"})
     with pytest.raises(ConfigError, match="keras_jax engine does not use numerics.onednn"):
         sweep.make_sweep(jax, "numerics.onednn", ["on"], 3)

@@ -1,0 +1,82 @@
+"""Batches on Ray: a local Ray cluster started here, each run a task in its own fresh process, bitwise the pool's."""
+
+import threading
+
+import numpy as np
+import pytest
+
+from core import ray_executor
+from core.batch import RunCache, run_batch
+from core.config import DataConfig
+from core.data import load
+from core.factors import make_pair, parse_run
+from core.pair import pair_plan
+
+MOONS = DataConfig(dataset="moons", n_samples=200)
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray = pytest.importorskip("ray")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(ray_executor.RAY_ENV, "local")
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+                 runtime_env={"working_dir": str(ray_executor.ROOT), "excludes": ray_executor.SHIPPED_EXCLUDES})
+        yield ray
+        ray.shutdown()
+
+
+def _same(x: dict, y: dict) -> bool:
+    return x["weights"].keys() == y["weights"].keys() and all(
+        np.array_equal(x["weights"][k], y["weights"][k]) for k in x["weights"]) and \
+        np.array_equal(x["predictions"], y["predictions"])
+
+
+def test_a_batch_on_ray_is_bitwise_the_batch_in_the_pool(local_ray, pool, tmp_path, monkeypatch):
+    # Keras 3 on TensorFlow against Keras 3 on JAX from A's initial weights: the initial weights travel
+    # from A's task to B's through the driver, and each task's framework is the one its variables name.
+    pair = make_pair(MOONS, parse_run({"training": {"epochs": 2}, "model": {"dropout": 0.1}}),
+                     {"engine.name": "keras_jax"}, True)
+    plan, ds = pair_plan(pair, "A", "B"), load(pair.data)
+    events = []
+    on_ray = run_batch(plan, ds, cache=RunCache(tmp_path / "ray"), on_event=lambda n, e: events.append((n, e)))
+    monkeypatch.delenv(ray_executor.RAY_ENV)
+    in_pool = run_batch(plan, ds, pool, cache=RunCache(tmp_path / "pool"))
+    for name in plan:
+        assert on_ray[name]["type"] == "result" and _same(on_ray[name], in_pool[name]), name
+    assert on_ray["A"]["effective"]["frameworks imported"] == ["tensorflow"]
+    assert on_ray["B"]["effective"]["frameworks imported"] == ["jax"]
+    assert [e["epoch"] for n, e in events if n == "B" and e["type"] == "epoch"] == [1, 2]
+    assert {n for n, e in events if e["type"] == "done"} == {"A", "B"}
+
+
+def test_a_failed_run_and_stop_come_back_from_ray_as_from_the_pool(local_ray, tmp_path):
+    ds = load(MOONS)
+    gpu = make_pair(MOONS, parse_run({"training": {"epochs": 1}, "engine": {"name": "keras_jax"},
+                                      "numerics": {"device": "gpu"}}), {"numerics.device": "cpu"}, True)
+    failed = run_batch(pair_plan(gpu, "A", "B"), ds, cache=RunCache(tmp_path))
+    assert "numerics.device: 'gpu' was asked for, but jax sees no GPU" in failed["A"]["message"]
+    assert failed["B"]["message"] == "not run: A failed before its initial weights"
+    long = make_pair(MOONS, parse_run({"training": {"epochs": 400, "batch_size": 4}}), {}, False)
+    cancel = threading.Event()
+
+    def stop_at_first_epoch(name, event):
+        if event["type"] == "epoch":
+            cancel.set()
+
+    stopped = run_batch(pair_plan(long, "A", "B"), ds, cancel=cancel, cache=RunCache(tmp_path),
+                        on_event=stop_at_first_epoch)
+    assert all(o.get("cancelled") for o in stopped.values()), stopped
+
+
+def test_a_sweep_runs_on_ray_from_the_command_line(local_ray, tmp_path, capsys, monkeypatch):
+    from core.__main__ import main
+
+    monkeypatch.setenv(ray_executor.RAY_ENV, "local")  # (--ray sets it for the process; this test's ends with it)
+    out = tmp_path / "sweep"
+    code = main(["sweep", "--preset", "adam-epsilon", "--epochs", "1", "--factor", "optimizer.epsilon",
+                 "--values", "1e-3", "--seeds", "2", "--ray", "local", "--out", str(out)])
+    assert code == 0, capsys.readouterr()
+    assert "4 runs: 2 seeds x (1 value + A)" in capsys.readouterr().out
+    assert (out / "sweep.csv").read_text().count("\n") == 1 + 2 + 1  # header, 2 values x seeds, 1 pair of seeds
+
