@@ -281,18 +281,10 @@ def run_jobs(pool: WorkerPool, jobs: list[Job], on_event: Progress | None = None
     try:
         while pending or active:
             if cancel.is_set():
-                for key in list(active):
-                    finish(key, {"type": "error", "message": "cancelled", "cancelled": True})
-                for job in pending:
-                    results[job.key] = {"type": "error", "message": "cancelled", "cancelled": True}
+                cancel_all(active, pending, finish, results)
                 break
             for job in list(pending):
-                # A job that starts from another's initial weights starts once that one is
-                # running: it builds its own model meanwhile and waits for the weights.
-                if job.init_from and job.init_from not in initial and job.init_from not in active:
-                    if job.init_from in results:  # the source ended without initial weights
-                        pending.remove(job)
-                        results[job.key] = {"type": "error", "message": NO_INIT.format(job.init_from)}
+                if not may_start(job, pending, initial, active, results):
                     continue
                 worker = pool.try_acquire(worker_env(job.run))
                 if worker is None:
@@ -326,6 +318,26 @@ def run_jobs(pool: WorkerPool, jobs: list[Job], on_event: Progress | None = None
 
 
 NO_INIT = "not run: {} failed before its initial weights"
+
+
+def cancel_all(active: dict, pending: list[Job], finish, results: dict) -> None:
+    """Stop: every running job ends as cancelled (finish ends its worker), every pending one is never started."""
+    for key in list(active):
+        finish(key, {"type": "error", "message": "cancelled", "cancelled": True})
+    for job in pending:
+        results[job.key] = {"type": "error", "message": "cancelled", "cancelled": True}
+
+
+def may_start(job: Job, pending: list[Job], initial: dict, active: dict, results: dict) -> bool:
+    """Whether `job` can start now. One that starts from another's initial weights starts once that one is
+    running (it builds its own model meanwhile and waits for the weights); if that one ended without initial
+    weights, `job` fails here and leaves `pending`."""
+    if job.init_from and job.init_from not in initial and job.init_from not in active:
+        if job.init_from in results:
+            pending.remove(job)
+            results[job.key] = {"type": "error", "message": NO_INIT.format(job.init_from)}
+        return False
+    return True
 
 
 def _send(worker: Worker, message: dict) -> None:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from core.config import ConfigError
 from core.engines import worker_env
-from core.pool import NO_INIT, Job, Progress
+from core.pool import NO_INIT, Job, Progress, cancel_all, may_start
 
 RAY_ENV = "DIVERGENCE_LAB_RAY"
 RAY_INSTALL = "pip install ray==2.60.0"
@@ -110,17 +110,10 @@ def run_jobs(jobs: list[Job], on_event: Progress | None = None, cancel: threadin
     try:
         while pending or active:
             if cancel.is_set():
-                for key in list(active):
-                    finish(key, {"type": "error", "message": "cancelled", "cancelled": True})
-                for job in pending:
-                    results[job.key] = {"type": "error", "message": "cancelled", "cancelled": True}
+                cancel_all(active, pending, finish, results)
                 break
             for job in list(pending):
-                # as in the pool: a run that starts from another's initial weights starts once that one runs
-                if job.init_from and job.init_from not in initial and job.init_from not in active:
-                    if job.init_from in results:
-                        pending.remove(job)
-                        results[job.key] = {"type": "error", "message": NO_INIT.format(job.init_from)}
+                if not may_start(job, pending, initial, active, results):
                     continue
                 pending.remove(job)
                 env = {k: v for k, v in worker_env(job.run) if v is not None}
