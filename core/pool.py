@@ -275,8 +275,7 @@ def run_jobs(pool: WorkerPool, jobs: list[Job], on_event: Progress | None = None
         if on_result is not None and outcome["type"] == "result":
             on_result(key, outcome)
         if notify:
-            on_event(key, {"type": "done" if outcome["type"] == "result" else "error", **(
-                {} if outcome["type"] == "result" else {"message": outcome["message"]})})
+            on_event(key, end_event(outcome))
 
     try:
         while pending or active:
@@ -318,6 +317,13 @@ def run_jobs(pool: WorkerPool, jobs: list[Job], on_event: Progress | None = None
 
 
 NO_INIT = "not run: {} failed before its initial weights"
+
+
+def end_event(outcome: dict) -> dict:
+    """The progress event that says a run ended: done, or an error with its message."""
+    if outcome["type"] == "result":
+        return {"type": "done"}
+    return {"type": "error", "message": outcome["message"]}
 
 
 def cancel_all(active: dict, pending: list[Job], finish, results: dict) -> None:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from core.config import ConfigError
 from core.engines import worker_env
-from core.pool import NO_INIT, Job, Progress, cancel_all, may_start
+from core.pool import NO_INIT, Job, Progress, cancel_all, end_event, may_start
 
 RAY_ENV = "DIVERGENCE_LAB_RAY"
 RAY_INSTALL = "pip install ray==2.60.0"
@@ -96,8 +96,7 @@ def run_jobs(jobs: list[Job], on_event: Progress | None = None, cancel: threadin
         if on_result is not None and outcome["type"] == "result":
             on_result(key, outcome)
         if notify:
-            on_event(key, {"type": "done" if outcome["type"] == "result" else "error",
-                           **({} if outcome["type"] == "result" else {"message": outcome["message"]})})
+            on_event(key, end_event(outcome))
 
     def drain() -> None:
         while not events.empty():
