@@ -6,9 +6,9 @@
   run_to_charts_s   press Run (default scenario, warm workers, nothing cached) -> every
                     chart of the Overview drawn; median of --repeat (each with another seed,
                     so the cache cannot answer)
-  workers_s         of that, the workers' part: from handing A its job to the later of A's
-                    and B's results (the runs' own timings, read from the run cache); the
-                    rest (app_s) is the server and the browser
+  workers_s         of that, the workers' part: from handing the first run (A, B and the runs
+                    that diagnose why they differ) its job to the last result (the runs' own
+                    timings, read from the run cache); the rest (app_s) is the server and the browser
   naive_total_s     the naive script of bench/pair_speed.py (import TF, fit twice)
   streamlit_rss_mb  resident memory of the Streamlit process (workers are separate)
 
@@ -74,9 +74,11 @@ def open_first_page(page, url: str, started: float) -> float:
 
 
 def workers_seconds(runs: Path, before: set[Path]) -> float:
-    """The span of the runs cached since `before`: they were handed out together, so the longest total."""
+    """The span of the runs cached since `before` (A, B and the diagnosis's runs): from the first one handed
+    to a worker to the last result."""
     new = [d for d in runs.iterdir() if d not in before and not d.name.startswith(".")]
-    return max(json.loads((d / "run.json").read_text())["timings"]["total_s"] for d in new)
+    timings = [json.loads((d / "run.json").read_text())["timings"] for d in new]
+    return max(t["ended_at"] for t in timings) - min(t["ended_at"] - t["total_s"] for t in timings)
 
 
 def wait_workers_warm(server_pid: int, timeout: float = 120.0) -> None:

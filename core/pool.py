@@ -33,6 +33,8 @@ ROOT = Path(__file__).resolve().parent.parent
 WORKER_MB = min(e.worker_mb for e in ENGINES.values())
 PARENT_RESERVE_MB = 300  # the calling process (Streamlit) keeps this much
 DEFAULT_TIMEOUT_S = 900.0
+# What a worker process runs (tests swap in a framework-free worker that speaks the same frames).
+WORKER_COMMAND = (sys.executable, "-m", "core.worker")
 
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -79,7 +81,7 @@ def default_max_workers() -> int:
 class Worker:
     """One `python -m core.worker` process and a thread reading its frames."""
 
-    def __init__(self, env: tuple[tuple[str, str | None], ...]):
+    def __init__(self, env: tuple[tuple[str, str | None], ...], command: tuple[str, ...]):
         self.env = env
         self.mb = worker_mb(env)
         full = {k: v for k, v in os.environ.items()}
@@ -93,7 +95,7 @@ class Worker:
         self.stderr = tempfile.TemporaryFile()
         self.started_at = time.perf_counter()
         self.ready_at: float | None = None
-        self.proc = subprocess.Popen([sys.executable, "-m", "core.worker"], stdin=subprocess.PIPE,
+        self.proc = subprocess.Popen(list(command), stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=self.stderr, env=full, cwd=str(ROOT))
         self.messages: queue.Queue = queue.Queue()
         self.ended = threading.Event()
@@ -150,7 +152,9 @@ class Worker:
 
 
 class WorkerPool:
-    def __init__(self, max_workers: int | None = None, warm: int = 2, warm_run: RunConfig | None = None):
+    def __init__(self, max_workers: int | None = None, warm: int = 2, warm_run: RunConfig | None = None,
+                 command: tuple[str, ...] | None = None):
+        self.command = command or WORKER_COMMAND
         self.capacity = max_workers or default_max_workers()
         self.memory_mb = memory_limit_mb() - PARENT_RESERVE_MB
         self.warm_target = min(warm, self.capacity)
@@ -160,7 +164,7 @@ class WorkerPool:
         self.lock = threading.Lock()
         self.closed = False
         for _ in range(self.warm_target):
-            self.idle.append(Worker(worker_env(warm_run or RunConfig())))
+            self.idle.append(Worker(worker_env(warm_run or RunConfig()), self.command))
 
     def live(self) -> int:
         return len(self.idle) + len(self.busy)
@@ -187,7 +191,7 @@ class WorkerPool:
             while not self.room_for(env) and self.idle:
                 self.idle.pop(0).kill()  # a warm worker for another environment makes room
             if self.room_for(env):
-                w = Worker(env)
+                w = Worker(env, self.command)
                 self.busy.add(w)
                 return w
             return None
@@ -205,7 +209,7 @@ class WorkerPool:
             if self.closed or self.busy:
                 return
             while self.envs_used and len(self.idle) < self.warm_target and self.room_for(self.envs_used[-1]):
-                self.idle.append(Worker(self.envs_used.pop()))
+                self.idle.append(Worker(self.envs_used.pop(), self.command))
             self.envs_used.clear()
 
     def wait_warm(self, timeout: float = 120.0) -> None:
@@ -369,6 +373,7 @@ def _drain(key, worker: Worker, submitted: float, initial: dict, on_event, finis
                 start = worker.ready_at - submitted if worker.ready_at else 0.0
                 message["timings"]["worker_wait_s"] = max(0.0, start)
                 message["timings"]["total_s"] = time.perf_counter() - submitted
+                message["timings"]["ended_at"] = time.time()  # wall clock: spans of runs across processes
             finish(key, message)
             return
     if worker.ended.is_set() and worker.messages.empty():

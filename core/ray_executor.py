@@ -89,7 +89,9 @@ def run_jobs(jobs: list[Job], on_event: Progress | None = None, cancel: threadin
         if outcome["type"] == "result":
             queued = outcome.pop("queued_s", 0.0)
             outcome["timings"]["worker_wait_s"] = queued
-            outcome["timings"]["total_s"] = time.time() - submitted
+            ended = time.time()
+            outcome["timings"]["total_s"] = ended - submitted
+            outcome["timings"]["ended_at"] = ended  # wall clock: spans of runs across processes
         else:
             ray.cancel(ref, force=True)
         results[key] = outcome

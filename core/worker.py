@@ -155,20 +155,27 @@ def run_job(fw, K, job: dict, emit, receive) -> dict:
     return {**a, "second": b}
 
 
-def _outcome(fw, run, record: dict, inputs: tuple, job: dict, t0: float) -> dict:
-    """What a run sends back: its record, the inputs it trained on (as a digest) and its settings in effect."""
+def inputs_digest(x_train, y_train) -> str:
+    """What preprocessing handed to training, as one digest (dtype, shape and bytes of each array)."""
     import hashlib
 
+    import numpy as np
+
+    digest = hashlib.sha256()
+    for a in (x_train, y_train):
+        a = np.ascontiguousarray(a)
+        digest.update(f"{a.dtype.str}|{a.shape}|".encode() + a.tobytes())
+    return digest.hexdigest()
+
+
+def _outcome(fw, run, record: dict, inputs: tuple, job: dict, t0: float) -> dict:
+    """What a run sends back: its record, the inputs it trained on (as a digest) and its settings in effect."""
     import numpy as np
 
     from core import backends
 
     x_train, y_train, x_test, grid = inputs
     rec = record["recording"]
-    train_inputs = hashlib.sha256()
-    for a in (x_train, y_train):
-        a = np.ascontiguousarray(a)
-        train_inputs.update(f"{a.dtype.str}|{a.shape}|".encode() + a.tobytes())
     return {
         "history": rec.history,
         "diverged_epoch": rec.diverged_epoch,
@@ -178,7 +185,7 @@ def _outcome(fw, run, record: dict, inputs: tuple, job: dict, t0: float) -> dict
         "grid_predictions": None if grid is None else np.asarray(record["predict"](grid), dtype=np.float64),
         "n_train_rows": int(len(x_train)),
         # What preprocessing handed to training: the diagnosis compares A's and B's.
-        "train_inputs_digest": train_inputs.hexdigest(),
+        "train_inputs_digest": inputs_digest(x_train, y_train),
         "test_inputs": np.asarray(x_test),
         "effective": {**record["effective"], **backends.effective(fw, run)},
         "versions": {**record["versions"], "numpy": np.__version__, "python": sys.version.split()[0]},

@@ -17,12 +17,54 @@ def pool():
     p.shutdown()
 
 
+STANDIN_COMMAND = (sys.executable, str(ROOT / "tests" / "standin_worker.py"))
+
+
+@pytest.fixture(scope="session")
+def standin_pool():
+    """Workers without a framework (tests/standin_worker.py), for tests of what surrounds training:
+    the pool, the cache, batches."""
+    p = WorkerPool(max_workers=4, warm=2, command=STANDIN_COMMAND)
+    yield p
+    p.shutdown()
+
+
+@pytest.fixture(scope="session")
+def slow_standin_pool():
+    """Stand-in workers whose every epoch takes 10 ms: a long run is still midway when a test stops it."""
+    p = WorkerPool(max_workers=4, warm=2, command=STANDIN_COMMAND + ("0.01",))
+    yield p
+    p.shutdown()
+
+
+@pytest.fixture
+def standin_workers(monkeypatch):
+    """Every pool started during the test, the app's own (core.pool.default_pool) too, runs stand-in workers."""
+    import core.pool
+
+    monkeypatch.setattr(core.pool, "WORKER_COMMAND", STANDIN_COMMAND)
+    monkeypatch.setattr(core.pool, "_default_pool", None)
+    yield
+    if core.pool._default_pool is not None:
+        core.pool._default_pool.shutdown()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def session_cache(tmp_path_factory):
     """Fixtures wider than one test (set up before `private_cache`) keep off the user's cache too."""
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("DIVERGENCE_LAB_CACHE", str(tmp_path_factory.mktemp("session-cache")))
-        yield
+        folder = tmp_path_factory.mktemp("session-cache")
+        patch.setenv("DIVERGENCE_LAB_CACHE", str(folder))
+        yield folder
+
+
+@pytest.fixture(scope="session")
+def shared_cache(session_cache):
+    """One run cache for the tests that read what real runs measured (verdicts, staircases, the pages of
+    app-wide fixtures): a run that several of them need is trained once per session."""
+    from core.batch import RunCache
+
+    return RunCache(session_cache)
 
 
 @pytest.fixture(autouse=True)

@@ -1,4 +1,5 @@
-"""Attribution, noise floor and run-it-twice from real runs, checked against runs made by hand."""
+"""Attribution, noise floor and run-it-twice, checked against runs made by hand: the arithmetic with framework-free
+workers (standin_worker.py), what only real frameworks show (each preset's staircase, unseeded runs) with real ones."""
 
 import pytest
 
@@ -12,7 +13,8 @@ from core.presets import PRESETS, preset
 MOONS = DataConfig(dataset="moons", n_samples=200)
 
 
-def test_adam_epsilon_is_the_whole_gap(pool):
+def test_adam_epsilon_is_the_whole_gap(standin_pool):
+    pool = standin_pool
     pair = preset("adam-epsilon").pair(epochs=3)
     plan = analysis.attribution_plan(pair)
     assert sorted(plan) == ["A", "A+optimizer.epsilon", "B", "B-optimizer.epsilon"]
@@ -23,7 +25,8 @@ def test_adam_epsilon_is_the_whole_gap(pool):
     assert result["interacts"] == {"prediction": False, "weights": False}
 
 
-def test_two_factor_shares_come_from_the_runs_made_by_hand(pool):
+def test_two_factor_shares_come_from_the_runs_made_by_hand(standin_pool):
+    pool = standin_pool
     a = parse_run({"training": {"epochs": 3}})
     pair = make_pair(MOONS, a, {"optimizer.epsilon": 1e-8, "optimizer.learning_rate": 0.01}, True)
     result = analysis.attribution(pair, analysis.execute(pair, analysis.attribution_plan(pair), pool))
@@ -58,7 +61,8 @@ def test_run_twice_names_where_an_unseeded_run_splits(pool):
     assert "dense_0/kernel" in twice["variables"]
 
 
-def test_the_staircase_ends_at_the_run_it_twice_level(pool):
+def test_the_staircase_ends_at_the_run_it_twice_level(standin_pool):
+    pool = standin_pool
     pair = make_pair(MOONS, parse_run({"training": {"epochs": 2}}),
                      {"optimizer.epsilon": 1e-8, "optimizer.learning_rate": 0.01, "preprocess.scaler": "minmax"}, True)
     order = ["optimizer.learning_rate", "preprocess.scaler", "optimizer.epsilon"]
@@ -74,11 +78,13 @@ def test_the_staircase_ends_at_the_run_it_twice_level(pool):
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))
-def test_every_presets_staircase_ends_at_the_run_it_twice_level(pool, name):
-    """With every factor aligned nothing the factor list models is left to differ (on CPU)."""
-    pair = preset(name).pair(epochs=1)
+def test_every_presets_staircase_ends_at_the_run_it_twice_level(pool, shared_cache, name):
+    """With every factor aligned nothing the factor list models is left to differ (on CPU). Real runs: A, B
+    and A again are those of the preset's verdict in test_mechanisms (the same epochs, one cache)."""
+    pair = preset(name).pair(epochs=2)
     order = [path for path, _ in pair.b_differs]
-    outcomes = analysis.execute(pair, {**analysis.staircase_plan(pair, order), **analysis.run_twice_plan(pair)}, pool)
+    outcomes = analysis.execute(pair, {**analysis.staircase_plan(pair, order), **analysis.run_twice_plan(pair)}, pool,
+                                cache=shared_cache)
     twice = analysis.run_twice({k: outcomes[k] for k in ("A", "A again")})
     stairs = analysis.staircase(order, outcomes, twice)
     if twice["bitwise_identical"]:

@@ -151,7 +151,7 @@ def _click_run(at: AppTest) -> None:
     assert not at.exception, at.exception
 
 
-def test_two_feature_data_gets_decision_maps_and_series_get_forecasts(app_test_pages, pool):
+def test_two_feature_data_gets_decision_maps_and_series_get_forecasts(app_test_pages, standin_workers):
     at = _app()
     at.run()
     _set(at, **{"data.dataset": "moons", "a.training.epochs": 2})
@@ -201,9 +201,10 @@ def test_bad_input_shows_a_clear_message_and_keeps_the_last_result(app_test_page
     assert any(f"A diverged at epoch {n}" in m.value for m in at.markdown)
 
 
-def test_a_shared_link_opens_on_the_cached_result(app_test_pages, pool):
+def test_a_shared_link_opens_on_the_cached_result(app_test_pages, standin_pool):
     from core.pair import run_pair
 
+    pool = standin_pool
     pair = PRESETS["batch-order"].pair(epochs=2)
     trained = run_pair(pair, pool)
     at = _app(state.to_params(pair))
@@ -269,7 +270,7 @@ def test_reproduce_page_shows_the_script_the_digests_the_environment_and_the_lin
     assert environment["libraries"]["tensorflow"] == result.summary["versions"]["tensorflow"]
 
 
-def test_reproduce_page_hands_over_the_csv_a_pair_was_trained_on(app_test_pages, pool, tmp_path):
+def test_reproduce_page_hands_over_the_csv_a_pair_was_trained_on(app_test_pages, standin_workers, tmp_path):
     table = tmp_path / "table.csv"
     table.write_text("x1,x2,label\n" + "".join(f"{i},{(i * 7) % 5},{i % 2}\n" for i in range(60)))
     at = _app()
@@ -316,7 +317,7 @@ def test_a_pair_that_cannot_be_repeated_is_trained_fresh_every_time(app_test_pag
     assert any("cannot be repeated" in i.value for i in reopened.info)
 
 
-def test_train_fresh_retrains_a_repeatable_pair_to_the_same_bits(app_test_pages, pool):
+def test_train_fresh_retrains_a_repeatable_pair_to_the_same_bits(app_test_pages, standin_workers):
     from helpers import same_arrays
 
     at = _run_scenario(_app(), "run-it-twice", epochs=1)

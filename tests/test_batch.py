@@ -20,7 +20,8 @@ def _events(log):
     return lambda name, event: log.append((name, event["type"]))
 
 
-def test_changing_only_b_trains_only_b_bitwise_as_from_scratch(pool, tmp_path):
+def test_changing_only_b_trains_only_b_bitwise_as_from_scratch(standin_pool, tmp_path):
+    pool = standin_pool
     cache = RunCache(tmp_path)
     run_pair(make_pair(MOONS, A, {"optimizer.epsilon": 1e-8}, True), pool, cache=cache)
     changed = make_pair(MOONS, A, {"optimizer.epsilon": 1e-6}, True)  # B starts from the cached A's init
@@ -41,7 +42,8 @@ def test_identical_a_and_b_are_two_trainings_and_stay_two(pool, tmp_path):
     assert again.cached and same_arrays(first, again)
 
 
-def test_the_analysis_reuses_the_pair_and_shares_runs_of_the_same_key(pool, tmp_path):
+def test_the_analysis_reuses_the_pair_and_shares_runs_of_the_same_key(standin_pool, tmp_path):
+    pool = standin_pool
     cache = RunCache(tmp_path)
     pair = make_pair(MOONS, A, {"optimizer.epsilon": 1e-8, "optimizer.learning_rate": 0.01})
     trained = run_pair(pair, pool, cache=cache, checks=False)  # the pair alone (its checks train A again)
@@ -62,7 +64,8 @@ def test_the_analysis_reuses_the_pair_and_shares_runs_of_the_same_key(pool, tmp_
     assert all(outcomes["B"]["weights"][k].tobytes() == v.tobytes() for k, v in trained.weights("b").items())
 
 
-def test_a_stopped_batch_keeps_the_runs_that_finished(pool, tmp_path):
+def test_a_stopped_batch_keeps_the_runs_that_finished(slow_standin_pool, tmp_path):
+    pool = slow_standin_pool
     cache = RunCache(tmp_path)
     pair = make_pair(MOONS, A, {"training.epochs": 300})
     cancel = threading.Event()
@@ -76,7 +79,8 @@ def test_a_stopped_batch_keeps_the_runs_that_finished(pool, tmp_path):
     assert to_train(analysis.attribution_plan(pair), load(MOONS).fingerprint(), cache) == ["B"]
 
 
-def test_an_interrupted_batch_ends_its_workers_and_keeps_the_finished_runs(pool, tmp_path):
+def test_an_interrupted_batch_ends_its_workers_and_keeps_the_finished_runs(slow_standin_pool, tmp_path):
+    pool = slow_standin_pool
     """Streamlit's Stop raises inside the progress callback: the batch must leave no worker training."""
 
     class Interrupted(Exception):

@@ -50,7 +50,7 @@ def test_the_first_page_shows_the_causes_with_their_scenarios(app_test_pages):
     assert "**B differs in**" in at.main.markdown[0].value
 
 
-def test_one_click_loads_a_scenario_into_the_sidebar_and_trains_it(app_test_pages, one_epoch):
+def test_one_click_loads_a_scenario_into_the_sidebar_and_trains_it(app_test_pages, standin_workers, one_epoch):
     one_epoch("run-it-twice")
     at = _app()
     at.run()
@@ -66,7 +66,7 @@ def test_one_click_loads_a_scenario_into_the_sidebar_and_trains_it(app_test_page
     assert not at.main.button
 
 
-def test_a_first_visit_opens_on_the_default_scenarios_cached_result(app_test_pages, one_epoch):
+def test_a_first_visit_opens_on_the_default_scenarios_cached_result(app_test_pages, standin_workers, one_epoch):
     from core.pair import run_pair
 
     one_epoch(DEFAULT_PRESET)

@@ -34,9 +34,11 @@ def test_cli_lists_presets_one_per_line():
     assert done.stdout.split() == list(PRESETS)
 
 
-def test_cli_runs_a_preset_and_writes_the_result(tmp_path):
+def test_cli_runs_a_preset_and_writes_the_result(tmp_path, monkeypatch, session_cache):
+    # The session's shared cache: the preset's real runs at 2 epochs are those other tests trained (or trains them).
+    monkeypatch.setenv("DIVERGENCE_LAB_CACHE", str(session_cache))
     out = tmp_path / "out"
-    done = _python("-m", "core", "run", "--preset", "adam-epsilon", "--epochs", "2", "--out", str(out), "--no-cache")
+    done = _python("-m", "core", "run", "--preset", "adam-epsilon", "--epochs", "2", "--out", str(out))
     assert done.returncode == 0, done.stderr
     result = json.loads((out / "result.json").read_text())
     assert result["config"]["b_differs"] == {"optimizer.epsilon": 1e-8}

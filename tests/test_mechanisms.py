@@ -7,7 +7,6 @@ import sys
 
 import pytest
 
-from core.batch import RunCache
 from core.config import ConfigError, DataConfig
 from core.diagnosis import MECHANISMS
 from core.export import not_reproducible
@@ -19,33 +18,34 @@ MOONS = DataConfig(dataset="moons", n_samples=200)
 ENGINE = BY_PATH["engine.name"].mechanism
 
 
-def _first_divergent_epoch(pool, a: dict, b: dict) -> int | None:
-    result = run_pair(make_pair(MOONS, parse_run(a), b), pool, cache=False)
+def _first_divergent_epoch(pool, cache, a: dict, b: dict) -> int | None:
+    """A against B alone (not the diagnosis's runs); runs another test needs too are trained once (`cache`)."""
+    result = run_pair(make_pair(MOONS, parse_run(a), b), pool, cache=cache, checks=False)
     assert result.complete
     return result.summary["compare"]["first_divergent_epoch"]
 
 
-def test_keras3_and_tf_keras_take_the_same_steps_in_the_same_order(pool):
+def test_keras3_and_tf_keras_take_the_same_steps_in_the_same_order(pool, shared_cache):
     assert "draw the same initial weights and take the same steps in the same batch order" in ENGINE
     fixed = {"training": {"epochs": 3, "batch_order": "fixed"}}
-    assert _first_divergent_epoch(pool, fixed, {"engine.name": "tf_keras"}) is None  # bitwise equal throughout
+    assert _first_divergent_epoch(pool, shared_cache, fixed, {"engine.name": "tf_keras"}) is None  # bitwise throughout
 
 
-def test_fits_own_shuffle_splits_keras3_and_tf_keras_from_epoch_2(pool):
+def test_fits_own_shuffle_splits_keras3_and_tf_keras_from_epoch_2(pool, shared_cache):
     assert "fit's own shuffle gives them different orders from epoch 2" in ENGINE
     shuffled = {"training": {"epochs": 3, "batch_order": "framework"}}
-    assert _first_divergent_epoch(pool, shuffled, {"engine.name": "tf_keras"}) == 2
+    assert _first_divergent_epoch(pool, shared_cache, shuffled, {"engine.name": "tf_keras"}) == 2
 
 
-def test_the_raw_loop_draws_other_initial_weights(pool):
+def test_the_raw_loop_draws_other_initial_weights(pool, shared_cache):
     assert "the raw TensorFlow loop draws its initial weights with TensorFlow's random ops" in ENGINE
-    assert _first_divergent_epoch(pool, {"training": {"epochs": 1}}, {"engine.name": "tensorflow"}) == 0
+    assert _first_divergent_epoch(pool, shared_cache, {"training": {"epochs": 1}}, {"engine.name": "tensorflow"}) == 0
 
 
 @pytest.mark.parametrize("other", ["keras_jax", "keras_torch"])
-def test_keras_3_on_another_backend_draws_other_initial_weights_from_the_same_seed(pool, other):
+def test_keras_3_on_another_backend_draws_other_initial_weights_from_the_same_seed(pool, shared_cache, other):
     assert "Keras 3 on JAX or PyTorch draws them from that backend's own random stream" in ENGINE
-    assert _first_divergent_epoch(pool, {"training": {"epochs": 1}}, {"engine.name": other}) == 0
+    assert _first_divergent_epoch(pool, shared_cache, {"training": {"epochs": 1}}, {"engine.name": other}) == 0
 
 
 @pytest.mark.parametrize("legacy, module", [(None, "keras.src"), ("1", "tf_keras")])
@@ -87,12 +87,6 @@ PRESET_MECHANISM = {
 
 def test_the_table_covers_every_preset():
     assert set(PRESET_MECHANISM) == set(ALL_PRESETS)
-
-
-@pytest.fixture(scope="module")
-def shared_cache(tmp_path_factory):
-    """One cache for the table: the presets that share A (the default setup) train it, and A again, once."""
-    return RunCache(tmp_path_factory.mktemp("mechanisms"))
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))  # those this machine can run

@@ -206,7 +206,7 @@ def test_link_text_is_shown_as_plain_short_text(app_test_pages):
     assert at.session_state["a.optimizer.epsilon"] == 1e-7
 
 
-def test_a_failed_run_says_why_outside_the_status_and_marks_the_old_result(app_test_pages, pool):
+def test_a_failed_run_says_why_outside_the_status_and_marks_the_old_result(app_test_pages, standin_workers):
     at = AppTest.from_file("../app.py", default_timeout=60)
     at.query_params.update({"data.dataset": "moons", "data.n_samples": "1000", "a.training.epochs": "1"})
     at.run()

@@ -74,10 +74,10 @@ def test_the_plan_repeats_a_and_each_value_over_the_seeds():
 
 
 @pytest.fixture(scope="module")
-def moons_sweep(pool, tmp_path_factory):
+def moons_sweep(standin_pool, tmp_path_factory):
     pair = _pair()
     s = sweep.make_sweep(pair, "optimizer.epsilon", [1e-1, 1e-7], 3)
-    outcomes = analysis.execute(pair, sweep.sweep_plan(pair, s), pool,
+    outcomes = analysis.execute(pair, sweep.sweep_plan(pair, s), standin_pool,
                                 cache=RunCache(tmp_path_factory.mktemp("sweep")))
     return pair, s, outcomes
 
@@ -115,7 +115,7 @@ def test_a_sweep_stopped_halfway_draws_what_finished(moons_sweep):
     assert {r["seed"] for r in result["rows"]} == {0, 1}  # seed 2's gaps need its A
 
 
-def test_the_command_line_sweeps_and_writes_the_csv(tmp_path, capsys):
+def test_the_command_line_sweeps_and_writes_the_csv(standin_workers, tmp_path, capsys):
     from core.__main__ import main
 
     out = tmp_path / "out"
@@ -132,7 +132,7 @@ def test_the_command_line_sweeps_and_writes_the_csv(tmp_path, capsys):
     assert "is not START:STOP:COUNT" in capsys.readouterr().err
 
 
-def test_the_sweep_page_runs_a_sweep_and_draws_it(app_test_pages):
+def test_the_sweep_page_runs_a_sweep_and_draws_it(standin_workers, app_test_pages):
     at = AppTest.from_file("../app.py", default_timeout=60)
     at.run()
     at.sidebar.number_input(key="a.training.epochs").set_value(1)

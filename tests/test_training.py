@@ -1,4 +1,5 @@
-"""Real training in real worker processes (tiny epochs), checked against plain Keras."""
+"""Real training in real worker processes (tiny epochs), checked against plain Keras; the pool's own
+behaviour (kills, timeouts, cancel, threads, warm workers) with framework-free workers (standin_worker.py)."""
 
 import os
 import signal
@@ -122,7 +123,8 @@ def test_a_run_that_goes_nan_ends_as_diverged(pool):
     assert c["compared_samples"] == 0 and c["prediction_max_abs_delta"] is None  # NaN is no prediction to compare
 
 
-def test_a_killed_worker_gives_an_error_and_the_next_run_works(pool):
+def test_a_killed_worker_gives_an_error_and_the_next_run_works(slow_standin_pool):
+    pool = slow_standin_pool
     pair = make_pair(MOONS, parse_run({"training": {"epochs": 300}}), {})
 
     def kill_a(key, event):
@@ -139,7 +141,8 @@ def test_a_killed_worker_gives_an_error_and_the_next_run_works(pool):
     assert again.complete and again.summary["compare"]["weights_bitwise_equal"]
 
 
-def test_a_hanging_run_times_out_and_cancel_stops_a_pair(pool):
+def test_a_hanging_run_times_out_and_cancel_stops_a_pair(slow_standin_pool):
+    pool = slow_standin_pool
     pair = make_pair(MOONS, parse_run({"training": {"epochs": 300}}), {})
     r = _run(pool, pair, timeout_s=0.5)
     assert r.summary["a"]["status"] == "error" and r.summary["a"]["message"].startswith("timed out after")
@@ -148,7 +151,8 @@ def test_a_hanging_run_times_out_and_cancel_stops_a_pair(pool):
     assert {r.summary[m]["status"] for m in "ab"} == {"cancelled"}
 
 
-def test_two_pairs_from_two_threads_match_each_alone(pool):
+def test_two_pairs_from_two_threads_match_each_alone(standin_pool):
+    pool = standin_pool
     pairs = [make_pair(MOONS, parse_run({"training": {"epochs": 3}}), {"optimizer.epsilon": 1e-8}, True),
              make_pair(MOONS, parse_run({"training": {"epochs": 3}}), {"engine.name": "tensorflow"}, True)]
     alone = [_run(pool, p) for p in pairs]
@@ -166,7 +170,8 @@ def test_two_pairs_from_two_threads_match_each_alone(pool):
         assert t.complete and same_arrays(a, t)
 
 
-def test_the_same_pair_twice_comes_from_the_cache_bitwise(pool, tmp_path):
+def test_the_same_pair_twice_comes_from_the_cache_bitwise(standin_pool, tmp_path):
+    pool = standin_pool
     cache = RunCache(tmp_path / "c")
     pair = make_pair(MOONS, parse_run({"training": {"epochs": 2}}), {"optimizer.learning_rate": 0.01})
     first = _run(pool, pair, cache=cache)
@@ -187,7 +192,7 @@ def test_keras_normalization_and_tf_keras_engine_run(pool):
     assert r.summary["a"]["versions"]["keras_module"] == "keras"
 
 
-def test_a_one_worker_pool_runs_the_pair_one_after_the_other_with_the_same_result(pool):
+def test_a_one_worker_pool_runs_the_pair_one_after_the_other_with_the_same_result(standin_workers, standin_pool):
     """Community Cloud's smallest container has room for one worker: B then waits for A's slot."""
     pair = make_pair(MOONS, parse_run({"training": {"epochs": 2}}), {"optimizer.epsilon": 1e-8}, True)
     small = WorkerPool(max_workers=1, warm=1)
@@ -196,11 +201,11 @@ def test_a_one_worker_pool_runs_the_pair_one_after_the_other_with_the_same_resul
     finally:
         small.shutdown()
     assert small.capacity == 1 and alone.complete
-    assert same_arrays(alone, _run(pool, pair))
+    assert same_arrays(alone, _run(standin_pool, pair))
     assert alone.summary["compare"]["per_epoch"][0]["max_abs"] == 0.0  # B started from A's initial weights
 
 
-def test_b_starts_while_a_builds_and_ends_when_a_fails_before_its_initial_weights():
+def test_b_starts_while_a_builds_and_ends_when_a_fails_before_its_initial_weights(standin_workers):
     """B, starting from A's initial weights, gets its worker as soon as A runs (it builds its own
     model meanwhile); when A dies before its weights exist, B gets an error naming A and its worker ends."""
     from core.data import load
@@ -231,7 +236,7 @@ def test_b_starts_while_a_builds_and_ends_when_a_fails_before_its_initial_weight
     assert fresh.busy == set() and process_ends(pids["b"])
 
 
-def test_the_pool_warms_the_used_environments_only_after_the_last_run():
+def test_the_pool_warms_the_used_environments_only_after_the_last_run(standin_workers):
     """A replacement importing TensorFlow would take CPU from the run still training."""
     from core.engines import worker_env
 

@@ -22,7 +22,7 @@ PARENT = textwrap.dedent("""
     from core.config import DataConfig, RunConfig, TrainingConfig
     from core.data import load
     from core.engines import worker_env
-    from core.pool import Worker
+    from core.pool import WORKER_COMMAND, Worker
 
     run = RunConfig(training=TrainingConfig(epochs=3, batch_size=1))
     run = replace(run, numerics=replace(run.numerics, device="cpu"))
@@ -30,7 +30,8 @@ PARENT = textwrap.dedent("""
     workers = {}
 
     def start():  # from a thread that ends at once, as Streamlit's script threads do: the workers must outlive it
-        workers.update({state: Worker(worker_env(run)) for state in ("idle", "awaiting_init", "training")})
+        workers.update({state: Worker(worker_env(run), WORKER_COMMAND)
+                        for state in ("idle", "awaiting_init", "training")})
 
     thread = threading.Thread(target=start)
     thread.start()
