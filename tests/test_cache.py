@@ -27,17 +27,18 @@ PAIR = make_pair(MOONS, parse_run({"training": {"epochs": 2}}), {"optimizer.epsi
 
 
 @pytest.fixture(scope="module")
-def trained(pool, tmp_path_factory):
-    """The pair trained once into a cache folder; each test damages its own copy."""
+def trained(standin_pool, tmp_path_factory):
+    """The pair trained once (framework-free workers: the cache is what is tested) into a cache folder; each
+    test damages its own copy."""
     root = tmp_path_factory.mktemp("trained")
-    result = run_pair(PAIR, pool, cache=RunCache(root))
+    result = run_pair(PAIR, standin_pool, cache=RunCache(root))
     keys = run_keys(pair_plan(PAIR), load(MOONS).fingerprint())
     return root, result, keys
 
 
 @pytest.fixture(scope="module")
 def recorded(trained):
-    """A real outcome (A's) and its entry folder, for the tests of the cache alone."""
+    """A whole outcome (A's) and its entry folder, for the tests of the cache alone."""
     root, _, keys = trained
     outcome = RunCache(root).get(keys["a"])
     assert outcome is not None and outcome["weights"]
@@ -79,7 +80,8 @@ DAMAGE = {
 
 
 @pytest.mark.parametrize("damage", DAMAGE)
-def test_a_damaged_entry_is_retrained_bitwise_and_replaced(pool, trained, tmp_path, damage):
+def test_a_damaged_entry_is_retrained_bitwise_and_replaced(standin_pool, trained, tmp_path, damage):
+    pool = standin_pool
     root, first, keys = trained
     shutil.copytree(root, tmp_path / "cache")
     DAMAGE[damage](tmp_path / "cache" / "runs" / keys["a"])
