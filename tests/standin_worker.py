@@ -2,12 +2,13 @@
 
 It is `core.worker` itself (the same frames, life cycle, parent watch, error messages, peer
 weights) with two functions replaced: the framework import is NumPy's (milliseconds instead of
-seconds), and a run trains a dense network in NumPy: the run's hidden layers and activation,
-Glorot-uniform kernels from the run's seed, textbook Adam (or plain SGD for the other
-optimizers) with the run's learning rate and epsilon, the run's batch size and fixed batch
-order, the same canonical variable names and Recording as the engines. So a run is a pure
-function of its config and data (bitwise repeatable), changing a factor changes the numbers,
-and a huge learning rate diverges. What the frameworks themselves do is tested with real
+seconds), and a run trains a dense network in NumPy, float64: the run's hidden layers and
+activation (relu or tanh; others as relu), Glorot-uniform kernels from the run's seed, textbook
+Adam (or plain SGD for the other optimizers) with the run's learning rate, betas and epsilon,
+the run's batch size and fixed batch order (other orders: none), the same canonical variable
+names and Recording as the engines. So a run is a pure function of its config and data
+(bitwise repeatable) and changing a factor changes the numbers (tests/test_standin.py). What
+the frameworks themselves do (dtypes, divergence to NaN, seeding, kernels) is tested with real
 workers elsewhere; the pool runs this file when `core.pool.WORKER_COMMAND` points at it
 (conftest's `standin_workers`) or a pool is given its command (`standin_pool`).
 
