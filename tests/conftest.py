@@ -20,21 +20,23 @@ def pool():
 STANDIN_COMMAND = (sys.executable, str(ROOT / "tests" / "standin_worker.py"))
 
 
+def _pool_running(command: tuple[str, ...]):
+    p = WorkerPool(max_workers=4, warm=2, command=command)
+    yield p
+    p.shutdown()
+
+
 @pytest.fixture(scope="session")
 def standin_pool():
     """Workers without a framework (tests/standin_worker.py), for tests of what surrounds training:
     the pool, the cache, batches."""
-    p = WorkerPool(max_workers=4, warm=2, command=STANDIN_COMMAND)
-    yield p
-    p.shutdown()
+    yield from _pool_running(STANDIN_COMMAND)
 
 
 @pytest.fixture(scope="session")
 def slow_standin_pool():
     """Stand-in workers whose every epoch takes 10 ms: a long run is still midway when a test stops it."""
-    p = WorkerPool(max_workers=4, warm=2, command=STANDIN_COMMAND + ("0.01",))
-    yield p
-    p.shutdown()
+    yield from _pool_running(STANDIN_COMMAND + ("0.01",))
 
 
 @pytest.fixture
