@@ -33,7 +33,7 @@ class _Hidden(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         return None
 
     def create_module(self, spec):
-        raise ModuleNotFoundError(f"No module named {spec.name!r} (hidden: this worker runs another framework)",
+        raise ModuleNotFoundError(f"No module named {spec.name!r} (hidden from this process: core.backends)",
                                   name=spec.name)
 
     def exec_module(self, module):  # never reached: create_module refuses

@@ -44,7 +44,7 @@ def read_frame(stream):
     return pickle.loads(data)
 
 
-WORKER_NICENESS = 10  # below the UI: a page renders while workers import TensorFlow or train
+WORKER_NICENESS = 19  # the lowest priority: a page renders and a chart draws while workers import or train
 PARENT_POLL_S = 0.2  # how often a worker checks that its parent is alive
 
 
@@ -80,10 +80,18 @@ def main() -> None:
     write_frame(out, serve(fw, K, job, import_s, lambda event: write_frame(out, event), lambda: read_frame(inp)))
 
 
+# Keras imports these when they are installed, for what no run uses (its scikit-learn wrappers, DataFrame
+# inputs, notebook display of saved files). Hidden, a TensorFlow worker imports ~1.5 s sooner on 2 cores
+# (python -X importtime); the tests against plain scripts, which import them all, check that no number changes.
+UNUSED_IN_WORKERS = ("sklearn", "pandas", "IPython")
+
+
 def import_framework_timed():
     """(framework, Keras module, seconds the import took) for this process's environment (core.engines)."""
     started = time.perf_counter()
-    from core.backends import import_framework
+    from core.backends import _Hidden, import_framework
+
+    sys.meta_path.insert(0, _Hidden(set(UNUSED_IN_WORKERS)))
 
     if compiled := os.environ.get("JAX_COMPILATION_CACHE_DIR"):  # JAX's compiled programs (core.engines)
         from pathlib import Path
