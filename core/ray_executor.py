@@ -5,7 +5,8 @@ Chosen by an address, `DIVERGENCE_LAB_RAY` in the environment or `--ray ADDRESS`
 this machine for this process). With none set, the local worker pool (core.pool) runs every batch.
 
 A run here is what it is in the pool, to the bit: the task's runtime environment sets the run's variables
-(core.engines.worker_env) before its process imports the framework, `max_calls=1` ends the process after
+(core.engines.worker_env), and the task unsets those the run wants unset (a runtime environment can only set
+one), before its process imports the framework; `max_calls=1` ends the process after
 the run, and the task trains through the worker's own code (core.worker.serve). The app's code travels with
 the job (`working_dir`); each node needs the packages of requirements.txt and ray. Progress and A's initial
 weights for B come back through a Ray queue, results through the object store, and then into the same run
@@ -56,6 +57,8 @@ def connect(where: str):
 def _train(key: str, job: dict, submitted: float, events, inbox) -> dict:
     """The task: one run in this fresh process, as a pool worker trains it."""
     started = time.time()
+    for name in job["unset"]:  # inherited from the node's environment, but not this run's
+        os.environ.pop(name, None)
     from core import worker
 
     fw, K, import_s = worker.import_framework_timed()
@@ -117,12 +120,15 @@ def run_jobs(jobs: list[Job], on_event: Progress | None = None, cancel: threadin
                 if not may_start(job, pending, initial, active, results):
                     continue
                 pending.remove(job)
-                env = {k: v for k, v in worker_env(job.run) if v is not None}
+                env = dict(worker_env(job.run))
+                # (CUDA_VISIBLE_DEVICES left unset by the run stays Ray's: the GPUs Ray gave the task)
+                unset = [k for k, v in env.items() if v is None and k != "CUDA_VISIBLE_DEVICES"]
                 inbox = Queue() if job.init_from else None
                 message = {"type": "job", "run": job.run, "data": job.data, "init_from_peer": bool(job.init_from),
-                           "then": job.then, "timeout_s": timeout_s}
+                           "then": job.then, "timeout_s": timeout_s, "unset": unset}
                 submitted = time.time()
-                ref = task.options(runtime_env={"env_vars": env}, name=f"divergence-lab {job.key}").remote(
+                ref = task.options(runtime_env={"env_vars": {k: v for k, v in env.items() if v is not None}},
+                                   name=f"divergence-lab {job.key}").remote(
                     job.key, message, submitted, events, inbox)
                 active[job.key] = (ref, job, submitted, inbox, False)
                 on_event(job.key, {"type": "started"})

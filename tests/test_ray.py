@@ -20,6 +20,9 @@ def local_ray():
     ray = pytest.importorskip("ray")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv(ray_executor.RAY_ENV, "local")
+        # Every task's process inherits it, as from a node's environment; a run with oneDNN at TensorFlow's
+        # default must not see it (the pool's workers never do).
+        patch.setenv("TF_ENABLE_ONEDNN_OPTS", "0")
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
                  runtime_env={"working_dir": str(ray_executor.ROOT), "excludes": ray_executor.SHIPPED_EXCLUDES})
         yield ray
@@ -45,6 +48,8 @@ def test_a_batch_on_ray_is_bitwise_the_batch_in_the_pool(local_ray, pool, tmp_pa
     for name in plan:
         assert on_ray[name]["type"] == "result" and _same(on_ray[name], in_pool[name]), name
     assert on_ray["A"]["effective"]["frameworks imported"] == ["tensorflow"]
+    assert on_ray["A"]["effective"]["onednn"] == in_pool["A"]["effective"]["onednn"] == \
+        "TensorFlow default (on for x86 Linux builds)"
     assert on_ray["B"]["effective"]["frameworks imported"] == ["jax"]
     assert [e["epoch"] for n, e in events if n == "B" and e["type"] == "epoch"] == [1, 2]
     assert {n for n, e in events if e["type"] == "done"} == {"A", "B"}
