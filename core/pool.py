@@ -153,8 +153,11 @@ class Worker:
 
 class WorkerPool:
     def __init__(self, max_workers: int | None = None, warm: int = 2, warm_run: RunConfig | None = None,
-                 command: tuple[str, ...] | None = None):
+                 command: tuple[str, ...] | None = None, refill_delay_s: float = 0.0):
         self.command = command or WORKER_COMMAND
+        self.refill_delay_s = refill_delay_s  # how long after its last run the pool starts warming fresh workers
+        self.refill_pending = threading.Event()
+        self.refill_timer: threading.Timer | None = None
         self.capacity = max_workers or default_max_workers()
         self.memory_mb = memory_limit_mb() - PARENT_RESERVE_MB
         self.warm_target = min(warm, self.capacity)
@@ -199,8 +202,8 @@ class WorkerPool:
     def release(self, worker: Worker) -> None:
         """A worker is used for one run only: end it, and once no run is left, warm fresh ones.
 
-        Refilling waits for the last run: a new worker importing TensorFlow would take CPU
-        from the runs still training (they share a niceness).
+        Refilling waits for the last run (a new worker importing TensorFlow would take CPU
+        from the runs still training: they share a niceness), and then `refill_delay_s`.
         """
         worker.kill()
         with self.lock:
@@ -208,14 +211,37 @@ class WorkerPool:
             self.envs_used.append(worker.env)
             if self.closed or self.busy:
                 return
-            while self.envs_used and len(self.idle) < self.warm_target and self.room_for(self.envs_used[-1]):
-                self.idle.append(Worker(self.envs_used.pop(), self.command))
-            self.envs_used.clear()
+            if not self.refill_delay_s:
+                self._refill()
+                return
+            self.refill_pending.set()
+            if self.refill_timer is not None:
+                self.refill_timer.cancel()  # one refill, after the latest run
+            self.refill_timer = threading.Timer(self.refill_delay_s, self._refill_when_idle)
+            self.refill_timer.daemon = True
+            self.refill_timer.start()
+
+    def _refill_when_idle(self) -> None:
+        with self.lock:
+            if not self.closed and not self.busy:  # else the runs under way refill when they end
+                self._refill()
+            self.refill_pending.clear()
+
+    def _refill(self) -> None:
+        """Warm fresh workers for the environments used last (caller holds the lock)."""
+        while self.envs_used and len(self.idle) < self.warm_target and self.room_for(self.envs_used[-1]):
+            self.idle.append(Worker(self.envs_used.pop(), self.command))
+        self.envs_used.clear()
 
     def wait_warm(self, timeout: float = 120.0) -> None:
-        """Block until every idle worker has imported TensorFlow (for benchmarks and tests)."""
+        """Block until the refill due has started and every idle worker has imported its framework (for
+        benchmarks and tests)."""
         deadline = time.monotonic() + timeout
-        for w in list(self.idle):
+        while self.refill_pending.is_set() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with self.lock:
+            idle = list(self.idle)
+        for w in idle:
             while w.ready_at is None and w.alive() and time.monotonic() < deadline:
                 time.sleep(0.05)
 
@@ -228,6 +254,9 @@ class WorkerPool:
             w.kill()
 
 
+# The app's pool warms fresh workers this long after a Run's last run ends, once the result has drawn: their
+# imports beside the browser drawing the Overview delayed it (measured in the browser: ~0.25 s on 2 cores).
+APP_REFILL_DELAY_S = 2.0
 _default_pool: WorkerPool | None = None
 _default_lock = threading.Lock()
 
@@ -237,7 +266,7 @@ def default_pool() -> WorkerPool:
     global _default_pool
     with _default_lock:
         if _default_pool is None or _default_pool.closed:
-            _default_pool = WorkerPool()
+            _default_pool = WorkerPool(refill_delay_s=APP_REFILL_DELAY_S)
             atexit.register(_default_pool.shutdown)
         return _default_pool
 

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -250,6 +251,23 @@ def test_the_pool_warms_the_used_environments_only_after_the_last_run(standin_wo
         assert {w.env for w in fresh.idle} == {worker_env(pair.a), worker_env(pair.b)}
     finally:
         fresh.shutdown()
+
+
+def test_the_app_s_pool_warms_fresh_workers_only_after_its_delay(standin_workers):
+    """The app's pool lets the browser draw the result before new workers import their framework."""
+    pair = make_pair(MOONS, parse_run({"training": {"epochs": 1}}), {"optimizer.epsilon": 1e-8})
+    delayed = WorkerPool(max_workers=2, warm=2, refill_delay_s=0.5)
+    try:
+        assert _run(delayed, pair).complete
+        assert delayed.live() == 0 and delayed.refill_pending.is_set()
+        assert _run(delayed, pair).complete  # a Run within the delay starts workers of its own
+        ended = time.monotonic()
+        assert delayed.live() == 0 and delayed.refill_pending.is_set()
+        delayed.wait_warm()
+        assert time.monotonic() - ended >= 0.45, "the refill waits for the delay after the latest run"
+        assert len(delayed.idle) == 2 and all(w.ready_at for w in delayed.idle)
+    finally:
+        delayed.shutdown()
 
 
 def test_worker_count_is_bounded_by_the_memory_limit(monkeypatch):

@@ -94,6 +94,7 @@ def train(pair: PairConfig, fresh: bool = False) -> None:
     epochs = {name: planned.run.training.epochs for name, planned in full_plan(pair).items()}
     checks = len(epochs) - len(MODELS)
     rows: list[dict] = []
+    charted = 0  # rows in the live chart as last drawn: the checks' runs add none, so their epochs never redraw it
     latest: dict[str, tuple[int, float]] = {}  # run -> its last epoch and loss
     redraw = Throttle()  # every run's progress and the live chart together
     st.session_state[TRAINING] = True
@@ -105,6 +106,7 @@ def train(pair: PairConfig, fresh: bool = False) -> None:
         live = st.empty()
 
         def on_event(model: str, event: dict) -> None:
+            nonlocal charted
             label = _label(model)
             if event["type"] == "started":
                 bars[model].progress(0.0, text=f"{label}: starting (TensorFlow import if the worker is cold)")
@@ -119,8 +121,9 @@ def train(pair: PairConfig, fresh: bool = False) -> None:
                     for m, (done, loss) in latest.items():
                         bars[m].progress(min(done / epochs[m], 1.0),
                                          text=f"{_label(m)}: epoch {done}/{epochs[m]}, loss {loss:.4g}")
-                    if rows:
+                    if len(rows) > charted:
                         live.altair_chart(charts.live_loss(rows), width="stretch")
+                        charted = len(rows)
             elif event["type"] == "error":
                 bars[model].progress(1.0, text=plain(f"{label}: {event['message']}"))
 
