@@ -2,14 +2,14 @@
 
 It is `core.worker` itself (the same frames, life cycle, parent watch, error messages, peer
 weights) with two functions replaced: the framework import is NumPy's (milliseconds instead of
-seconds), and a run trains a dense network in NumPy, float64: the run's hidden layers and
+seconds), and a run trains a dense network in NumPy, float32 as the engines do: the run's hidden layers and
 activation (relu or tanh; others as relu), Glorot-uniform kernels from the run's seed, textbook
 Adam (or plain SGD for the other optimizers) with the run's learning rate, betas and epsilon,
 the run's batch size and fixed batch order (other orders: none), the same canonical variable
 names and Recording as the engines. So a run is a pure function of its config and data
-(bitwise repeatable) and changing a factor changes the numbers (tests/test_standin.py). What
-the frameworks themselves do (dtypes, divergence to NaN, seeding, kernels) is tested with real
-workers elsewhere; the pool runs this file when `core.pool.WORKER_COMMAND` points at it
+(bitwise repeatable), changing a factor changes the numbers, and a learning rate far too large
+overflows to a non-finite loss (tests/test_standin.py). What the frameworks themselves do (dtypes,
+seeding, kernels) is tested with real workers elsewhere; the pool runs this file when `core.pool.WORKER_COMMAND` points at it
 (conftest's `standin_workers`) or a pool is given its command (`standin_pool`).
 
     python tests/standin_worker.py [EPOCH_S]   EPOCH_S: seconds each epoch waits (tests that stop a run midway)
@@ -39,7 +39,9 @@ def import_numpy():
 def run_job(fw, K, job: dict, emit, receive) -> dict:
     run, ds = job["run"], job["data"]
     started = time.perf_counter()
-    x_train, y_train, x_test, grid = preprocess(ds, run.preprocess, None)
+    inputs = preprocess(ds, run.preprocess, None)
+    digest = worker.inputs_digest(*inputs[:2])  # of what preprocessing handed over, as the real worker's
+    x_train, y_train, x_test, grid = (a if a is None or a.dtype.kind != "f" else a.astype(np.float32) for a in inputs)
     classify = ds.task == "classification"
     rng = np.random.default_rng(run.seeding.seed)
     sizes = [x_train.shape[1], *run.model.hidden, ds.n_classes if classify else 1]
@@ -48,12 +50,12 @@ def run_job(fw, K, job: dict, emit, receive) -> dict:
     params = []
     for fan_in, fan_out in zip(sizes, sizes[1:]):
         limit = np.sqrt(6.0 / (fan_in + fan_out))
-        params += [rng.uniform(-limit, limit, (fan_in, fan_out)), np.zeros(fan_out)]
+        params += [rng.uniform(-limit, limit, (fan_in, fan_out)).astype(np.float32), np.zeros(fan_out, np.float32)]
     if job.get("init_from_peer"):
         message = receive()
         if message is None or message.get("type") != "init_weights":
             raise RuntimeError("the peer's initial weights never arrived")
-        params = [np.array(message["weights"][n], dtype=np.float64) for n in names]
+        params = [np.array(message["weights"][n], dtype=np.float32) for n in names]
     act, act_grad = ACTIVATIONS.get(run.model.activation, ACTIVATIONS["relu"])
 
     def forward(x):
@@ -115,7 +117,6 @@ def run_job(fw, K, job: dict, emit, receive) -> dict:
             loss_sum, hit_sum = loss_sum + loss * len(idx), hit_sum + hits
         if not rec.epoch_end(loss_sum / n, hit_sum / n, params, predict(x_test)):
             break
-    digest = worker.inputs_digest(x_train, y_train)
     return {"history": rec.history, "diverged_epoch": rec.diverged_epoch, "weights": rec.weight_arrays(),
             "predictions": rec.prediction_array(), "recorded_epochs": rec.epochs,
             "grid_predictions": None if grid is None else predict(grid), "n_train_rows": n,

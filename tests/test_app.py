@@ -174,7 +174,7 @@ def test_two_feature_data_gets_decision_maps_and_series_get_forecasts(app_test_p
     assert forecast[forecast["source"] == "truth"]["value"].tolist() == truth.tolist()
 
 
-def test_bad_input_shows_a_clear_message_and_keeps_the_last_result(app_test_pages, pool, tmp_path):
+def test_bad_input_shows_a_clear_message_and_keeps_the_last_result(app_test_pages, standin_workers, tmp_path):
     at = _app()
     at.run()
     _set(at, **{"data.dataset": "moons", "a.training.epochs": 2})

@@ -19,3 +19,13 @@ def test_the_standin_learns_repeats_itself_and_answers_to_a_factor(standin_pool)
     assert set(first.weights("a")) == {"dense_0/kernel", "dense_0/bias", "dense_1/kernel", "dense_1/bias",
                                       "output/kernel", "output/bias"}
     assert first.summary["diagnosis"]["mechanism"] == "update_arithmetic"
+
+
+def test_a_learning_rate_far_too_large_makes_the_standin_diverge(standin_pool):
+    """float32, as the engines: SGD at 1e7 overflows at the first epoch, to NaN weights and predictions."""
+    pair = make_pair(DataConfig(dataset="moons", n_samples=200),
+                     parse_run({"optimizer": {"name": "sgd"}, "training": {"epochs": 2}}),
+                     {"optimizer.learning_rate": 1e7})
+    s = run_pair(pair, standin_pool, cache=False, checks=False).summary
+    assert s["a"]["status"] == "ok" and s["b"]["status"] == "diverged" and s["b"]["diverged_epoch"] == 1
+    assert s["compare"]["nonfinite_predictions"]["b"] == 40
