@@ -216,9 +216,9 @@ def test_a_shared_link_opens_on_the_cached_result(app_test_pages, standin_pool):
         f"{trained.summary['compare']['prediction_max_abs_delta']:.3g}"
 
 
-def test_attribution_page_runs_the_batch_and_shows_the_shares(app_test_pages, digits_app):
-    at = digits_app
-    at.sidebar.button(key="run").click()  # the pair once more, into this test's own cache
+def test_attribution_page_runs_the_batch_and_shows_the_shares(app_test_pages, standin_workers):
+    # (the page's reuse, wording and charts; what real runs of this scenario measure: tests/test_analysis.py)
+    at = _run_scenario(_app(), "adam-epsilon")
     at.switch_page("pages/attribution.py").run(timeout=300)
     assert not at.exception
     at.main.number_input[0].set_value(1)
