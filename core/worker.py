@@ -81,8 +81,8 @@ def main() -> None:
 
 
 # Keras imports these when they are installed, for what no run uses (its scikit-learn wrappers, DataFrame
-# inputs, notebook display of saved files). Hidden, a TensorFlow worker imports ~1.5 s sooner on 2 cores
-# (python -X importtime); the tests against plain scripts, which import them all, check that no number changes.
+# inputs, notebook display of saved files). Hidden, a TensorFlow worker's import took ~1.3 s less (2 cores, three
+# runs each way); the tests against plain scripts, which import them all, check that no number changes.
 UNUSED_IN_WORKERS = ("sklearn", "pandas", "IPython")
 
 
