@@ -156,8 +156,7 @@ class WorkerPool:
                  command: tuple[str, ...] | None = None, refill_delay_s: float = 0.0):
         self.command = command or WORKER_COMMAND
         self.refill_delay_s = refill_delay_s  # how long after its last run the pool starts warming fresh workers
-        self.refill_pending = threading.Event()
-        self.refill_timer: threading.Timer | None = None
+        self.refill_timer: threading.Timer | None = None  # the delayed refill, while it waits or runs
         self.capacity = max_workers or default_max_workers()
         self.memory_mb = memory_limit_mb() - PARENT_RESERVE_MB
         self.warm_target = min(warm, self.capacity)
@@ -214,7 +213,6 @@ class WorkerPool:
             if not self.refill_delay_s:
                 self._refill()
                 return
-            self.refill_pending.set()
             if self.refill_timer is not None:
                 self.refill_timer.cancel()  # one refill, after the latest run
             self.refill_timer = threading.Timer(self.refill_delay_s, self._refill_when_idle)
@@ -225,7 +223,6 @@ class WorkerPool:
         with self.lock:
             if not self.closed and not self.busy:  # else the runs under way refill when they end
                 self._refill()
-            self.refill_pending.clear()
 
     def _refill(self) -> None:
         """Warm fresh workers for the environments used last (caller holds the lock)."""
@@ -233,11 +230,16 @@ class WorkerPool:
             self.idle.append(Worker(self.envs_used.pop(), self.command))
         self.envs_used.clear()
 
+    @property
+    def refill_pending(self) -> bool:
+        """Whether a delayed refill is still waiting (or running)."""
+        return self.refill_timer is not None and self.refill_timer.is_alive()
+
     def wait_warm(self, timeout: float = 120.0) -> None:
-        """Block until the refill due has started and every idle worker has imported its framework (for
+        """Block until a delayed refill has run and every idle worker has imported its framework (for
         benchmarks and tests)."""
         deadline = time.monotonic() + timeout
-        while self.refill_pending.is_set() and time.monotonic() < deadline:
+        while self.refill_pending and time.monotonic() < deadline:
             time.sleep(0.05)
         with self.lock:
             idle = list(self.idle)

@@ -2,15 +2,16 @@
 
 It is `core.worker` itself (the same frames, life cycle, parent watch, error messages, peer
 weights) with two functions replaced: the framework import is NumPy's (milliseconds instead of
-seconds), and a run trains a dense network in NumPy, float32 as the engines do: the run's hidden layers and
-activation (relu or tanh; others as relu), Glorot-uniform kernels from the run's seed, textbook
-Adam (or plain SGD for the other optimizers) with the run's learning rate, betas and epsilon,
-the run's batch size and fixed batch order (other orders: none), the same canonical variable
-names and Recording as the engines. So a run is a pure function of its config and data
-(bitwise repeatable), changing a factor changes the numbers, and a learning rate far too large
-overflows to a non-finite loss (tests/test_standin.py). What the frameworks themselves do (dtypes,
-seeding, kernels) is tested with real workers elsewhere; the pool runs this file when `core.pool.WORKER_COMMAND` points at it
-(conftest's `standin_workers`) or a pool is given its command (`standin_pool`).
+seconds), and a run trains a dense network in NumPy, in float32 as the engines do by default: the
+run's hidden layers and activation (relu or tanh; others as relu), Glorot-uniform kernels from the
+run's seed, textbook Adam (or plain SGD for the other optimizers) with the run's learning rate,
+betas and epsilon, the run's batch size and fixed batch order (other orders: none), the same
+canonical variable names and Recording as the engines. So a run is a pure function of its config
+and data (bitwise repeatable), changing a factor changes the numbers, and a learning rate far too
+large overflows to a non-finite loss (tests/test_standin.py). What the frameworks themselves do
+(dtype policies, seeding, kernels) is tested with real workers elsewhere; the pool runs this file
+when `core.pool.WORKER_COMMAND` points at it (conftest's `standin_workers`) or a pool is given its
+command (`standin_pool`).
 
     python tests/standin_worker.py [EPOCH_S]   EPOCH_S: seconds each epoch waits (tests that stop a run midway)
 """

@@ -259,10 +259,10 @@ def test_the_app_s_pool_warms_fresh_workers_only_after_its_delay(standin_workers
     delayed = WorkerPool(max_workers=2, warm=2, refill_delay_s=0.5)
     try:
         assert _run(delayed, pair).complete
-        assert delayed.live() == 0 and delayed.refill_pending.is_set()
+        assert delayed.live() == 0 and delayed.refill_pending
         assert _run(delayed, pair).complete  # a Run within the delay starts workers of its own
         ended = time.monotonic()
-        assert delayed.live() == 0 and delayed.refill_pending.is_set()
+        assert delayed.live() == 0 and delayed.refill_pending
         delayed.wait_warm()
         assert time.monotonic() - ended >= 0.45, "the refill waits for the delay after the latest run"
         assert len(delayed.idle) == 2 and all(w.ready_at for w in delayed.idle)
