@@ -223,6 +223,17 @@ def _fixed_order_fit(model, engine, x_train, y_train, orders: list, batch_size: 
                 (tf.gather(x_train, order), tf.gather(y_train, order))).batch(batch_size))
         model.fit(batches, steps_per_epoch=steps, shuffle=False, epochs=len(orders), **fit)
         return f"fit(tf.data of per-epoch NumPy permutations, steps_per_epoch={steps})"
+    if engine.framework == "torch":
+        # The same one fit call over a DataLoader that takes each batch's rows by their indices: the same
+        # updates as a fit call per epoch, without fit's set-up and Keras's array loader on every epoch.
+        import torch
+        from torch.utils.data import DataLoader, TensorDataset
+
+        indices = [epoch[start:start + batch_size] for epoch in torch.as_tensor(np.stack(orders))
+                   for start in range(0, len(x_train), batch_size)]
+        rows = TensorDataset(torch.as_tensor(x_train), torch.as_tensor(y_train))
+        model.fit(DataLoader(rows, sampler=indices, batch_size=None), steps_per_epoch=steps, epochs=len(orders), **fit)
+        return f"fit(DataLoader of per-epoch NumPy permutations, steps_per_epoch={steps})"
     for order in orders:
         model.fit(x_train[order], y_train[order], batch_size=batch_size, shuffle=False, epochs=1, **fit)
         if model.stop_training:
