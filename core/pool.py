@@ -3,9 +3,11 @@
 The parent side of `core.worker`. A `WorkerPool` keeps a few workers warm (TensorFlow
 already imported) for the environments it saw last, never holds more live workers
 than the machine's (or container's) memory allows, and replaces each worker after
-its one run. `run_jobs` drives a batch of runs through the pool: it forwards
-progress, hands one run's initial weights to another, and turns a crash, a kill,
-a timeout or a cancel into an error result that names the cause.
+its one run; where memory allows, each worker is forked from a zygote that imported
+its environment's framework once (`Zygote`). `run_jobs` drives a batch of runs
+through the pool: it forwards progress, hands one run's initial weights to another,
+and turns a crash, a kill, a timeout or a cancel into an error result that names the
+cause.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import atexit
 import os
 import queue
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -25,7 +29,7 @@ from typing import Callable
 
 from core.config import RunConfig
 from core.engines import ENGINES, worker_env, worker_mb
-from core.worker import read_frame, write_frame
+from core.worker import ZYGOTE_FD, read_frame, write_frame
 
 ROOT = Path(__file__).resolve().parent.parent
 # The lightest worker: it bounds how many workers the machine's memory could hold at all; each
@@ -33,6 +37,8 @@ ROOT = Path(__file__).resolve().parent.parent
 WORKER_MB = min(e.worker_mb for e in ENGINES.values())
 PARENT_RESERVE_MB = 300  # the calling process (Streamlit) keeps this much
 DEFAULT_TIMEOUT_S = 900.0
+# Environments a pool keeps a zygote for (core.pool.Zygote): a pair's two, and one more.
+MAX_ZYGOTES = 3
 # What a worker process runs (tests swap in a framework-free worker that speaks the same frames).
 WORKER_COMMAND = (sys.executable, "-m", "core.worker")
 
@@ -78,25 +84,180 @@ def default_max_workers() -> int:
     return max(1, min(by_memory, max(2, os.cpu_count() or 1)))
 
 
-class Worker:
-    """One `python -m core.worker` process and a thread reading its frames."""
+def worker_environ(env: tuple[tuple[str, str | None], ...]) -> dict[str, str]:
+    """The whole environment of a worker (or zygote) for a run's variables (core.engines.worker_env)."""
+    full = {k: v for k, v in os.environ.items()}
+    full["TF_CPP_MIN_LOG_LEVEL"] = full.get("TF_CPP_MIN_LOG_LEVEL", "2")
+    full["PYTHONPATH"] = os.pathsep.join([str(ROOT), full.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    for key, value in env:
+        if value is None:
+            full.pop(key, None)
+        else:
+            full[key] = value
+    return full
+
+
+class Zygote:
+    """A worker process that imported one environment's framework and then only forks workers for it.
+
+    A forked worker starts where a fresh one stands once its import is done, without paying the import
+    (seconds of CPU for TensorFlow on every run); the tests check that its runs are bitwise a fresh
+    process's (core.worker.fork_workers).
+    """
 
     def __init__(self, env: tuple[tuple[str, str | None], ...], command: tuple[str, ...]):
         self.env = env
+        ours, theirs = socket.socketpair()
+        self.requests = ours
+        self.stderr = tempfile.TemporaryFile()
+        full = {**worker_environ(env), ZYGOTE_FD: str(theirs.fileno())}
+        self.proc = subprocess.Popen(list(command), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     stderr=self.stderr, env=full, cwd=str(ROOT), pass_fds=(theirs.fileno(),))
+        theirs.close()
+        self.settled = threading.Event()  # ready to fork, or ended
+        self.ended = threading.Event()
+        self.workers: dict[int, ForkedProcess] = {}
+        self.lock = threading.Lock()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        try:
+            while (message := read_frame(self.proc.stdout)) is not None:
+                if message["type"] == "ready":
+                    self.settled.set()
+                elif message["type"] == "exited":
+                    with self.lock:
+                        worker = self.workers.pop(message["pid"], None)
+                    if worker is not None:
+                        worker.exited(message["returncode"])
+        except Exception:  # a torn frame: the zygote is gone
+            pass
+        finally:
+            with self.lock:
+                self.ended.set()
+                self.settled.set()
+                orphans, self.workers = list(self.workers.values()), {}
+            for worker in orphans:  # they end themselves once their parent is gone (core.worker.exit_with_parent)
+                worker.exited(1)
+
+    def alive(self) -> bool:
+        return not self.ended.is_set()
+
+    def fork(self, worker: ForkedProcess, fds: tuple[int, int, int]) -> int | None:
+        """Fork a worker that reads jobs on fds[0], writes frames on fds[1] and errors on fds[2]; its pid, or None
+        when the zygote ended before it could (waits while the zygote imports)."""
+        self.settled.wait()
+        with self.lock:
+            if self.ended.is_set() or worker.killed:
+                return None
+            try:
+                socket.send_fds(self.requests, [b"f"], list(fds))
+                answer = b""
+                while len(answer) < 8 and (chunk := self.requests.recv(8 - len(answer))):
+                    answer += chunk
+            except OSError:
+                return None
+            if len(answer) < 8:
+                return None
+            pid = struct.unpack("<q", answer)[0]
+            self.workers[pid] = worker
+            return pid
+
+    def failure(self) -> bytes:
+        """What the zygote wrote to stderr (why it ended, when it did)."""
+        try:
+            self.stderr.seek(0)
+            return self.stderr.read()
+        except ValueError:  # closed: the pool ended it
+            return b""
+
+    def kill(self) -> None:
+        """End the zygote; workers it forked end themselves within core.worker.PARENT_POLL_S."""
+        self.proc.kill()
+        self.requests.close()
+        threading.Thread(target=self._reap, daemon=True).start()
+
+    def _reap(self) -> None:
+        self.proc.wait()
+        self.proc.stdout.close()
+        self.stderr.close()
+
+
+class ForkedProcess:
+    """A worker forked by a `Zygote`, with what the pool uses of subprocess.Popen: pid, stdin, stdout, poll,
+    kill, wait. It is forked on a thread of its own once the zygote is ready; until then pid is None, the job
+    waits in its pipe, and kill ends it the moment it exists."""
+
+    def __init__(self, zygote: Zygote, stderr) -> None:
+        job_in, self_out = os.pipe()
+        self_in, frames_out = os.pipe()
+        self.stdin = os.fdopen(self_out, "wb")
+        self.stdout = os.fdopen(self_in, "rb")
+        self.pid: int | None = None
+        self.returncode: int | None = None
+        self.ended = threading.Event()
+        self.killed = False
+        self.lock = threading.Lock()
+        threading.Thread(target=self._fork, args=(zygote, (job_in, frames_out, stderr), ), daemon=True).start()
+
+    def _fork(self, zygote: Zygote, fds: tuple) -> None:
+        job_in, frames_out, stderr = fds
+        pid = zygote.fork(self, (job_in, frames_out, stderr.fileno()))
+        os.close(job_in)
+        os.close(frames_out)  # the worker holds its own copy: its end of the frames ends with it
+        with self.lock:
+            self.pid = pid
+            if pid is not None and self.killed:
+                self._signal()
+        if pid is not None:
+            return
+        if self.killed:  # ended before it was forked
+            self.exited(-signal.SIGKILL)
+            return
+        stderr.write(zygote.failure())  # why the worker never started: its zygote ended (its import failed)
+        stderr.flush()
+        self.exited(zygote.proc.wait() or 1)
+
+    def _signal(self) -> None:
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    def exited(self, returncode: int) -> None:
+        self.returncode = returncode
+        self.ended.set()
+
+    def poll(self) -> int | None:
+        return self.returncode
+
+    def kill(self) -> None:
+        with self.lock:
+            self.killed = True
+            if self.pid is not None and self.returncode is None:
+                self._signal()
+
+    def wait(self, timeout: float | None = None) -> int:
+        if not self.ended.wait(timeout):
+            raise subprocess.TimeoutExpired("forked worker", timeout)
+        return self.returncode
+
+
+class Worker:
+    """One worker process (started by the pool, or forked by a zygote) and a thread reading its frames."""
+
+    def __init__(self, env: tuple[tuple[str, str | None], ...], command: tuple[str, ...],
+                 zygote: Zygote | None = None):
+        self.env = env
         self.mb = worker_mb(env)
-        full = {k: v for k, v in os.environ.items()}
-        full["TF_CPP_MIN_LOG_LEVEL"] = full.get("TF_CPP_MIN_LOG_LEVEL", "2")
-        full["PYTHONPATH"] = os.pathsep.join([str(ROOT), full.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-        for key, value in env:
-            if value is None:
-                full.pop(key, None)
-            else:
-                full[key] = value
         self.stderr = tempfile.TemporaryFile()
         self.started_at = time.perf_counter()
         self.ready_at: float | None = None
-        self.proc = subprocess.Popen(list(command), stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=self.stderr, env=full, cwd=str(ROOT))
+        if zygote is None:
+            self.proc = subprocess.Popen(list(command), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                         stderr=self.stderr, env=worker_environ(env), cwd=str(ROOT))
+        else:
+            self.proc = ForkedProcess(zygote, self.stderr)
         self.messages: queue.Queue = queue.Queue()
         self.ended = threading.Event()
         self.reaping = threading.Event()
@@ -153,7 +314,7 @@ class Worker:
 
 class WorkerPool:
     def __init__(self, max_workers: int | None = None, warm: int = 2, warm_run: RunConfig | None = None,
-                 command: tuple[str, ...] | None = None, refill_delay_s: float = 0.0):
+                 command: tuple[str, ...] | None = None, refill_delay_s: float = 0.0, use_zygotes: bool = True):
         self.command = command or WORKER_COMMAND
         self.refill_delay_s = refill_delay_s  # how long after its last run the pool starts warming fresh workers
         self.refill_timer: threading.Timer | None = None  # the delayed refill, while it waits or runs
@@ -165,8 +326,33 @@ class WorkerPool:
         self.envs_used: list = []  # environments of the runs since the last refill, latest last
         self.lock = threading.Lock()
         self.closed = False
+        self.zygotes: dict[tuple, Zygote] = {}  # by environment, least recently used first
+        # Zygotes only where memory holds them beside a full pool (not on Community Cloud's smallest tier).
+        self.forks = use_zygotes and self.memory_mb >= (self.capacity + MAX_ZYGOTES) * max(
+            e.worker_mb for e in ENGINES.values())
         for _ in range(self.warm_target):
-            self.idle.append(Worker(worker_env(warm_run or RunConfig()), self.command))
+            self.idle.append(self._start(worker_env(warm_run or RunConfig())))
+
+    def _start(self, env) -> Worker:
+        """A new worker for `env`: forked from its environment's zygote where the pool keeps zygotes (caller holds
+        the lock, or the pool is being built)."""
+        return Worker(env, self.command, self._zygote(env) if self.forks else None)
+
+    def _zygote(self, env) -> Zygote | None:
+        zygote = self.zygotes.pop(env, None)
+        if zygote is not None and not zygote.alive():
+            zygote.kill()
+            zygote = None
+        if zygote is None:
+            busy_envs = {w.env for w in (*self.idle, *self.busy)}
+            spare = [e for e, z in self.zygotes.items() if e not in busy_envs or not z.alive()]
+            if len(self.zygotes) >= MAX_ZYGOTES and not spare:
+                return None  # every zygote has workers alive (a zygote's workers end with it)
+            while len(self.zygotes) >= MAX_ZYGOTES:
+                self.zygotes.pop(spare.pop(0)).kill()
+            zygote = Zygote(env, self.command)
+        self.zygotes[env] = zygote  # now the most recently used
+        return zygote
 
     def live(self) -> int:
         return len(self.idle) + len(self.busy)
@@ -193,7 +379,7 @@ class WorkerPool:
             while not self.room_for(env) and self.idle:
                 self.idle.pop(0).kill()  # a warm worker for another environment makes room
             if self.room_for(env):
-                w = Worker(env, self.command)
+                w = self._start(env)
                 self.busy.add(w)
                 return w
             return None
@@ -227,7 +413,7 @@ class WorkerPool:
     def _refill(self) -> None:
         """Warm fresh workers for the environments used last (caller holds the lock)."""
         while self.envs_used and len(self.idle) < self.warm_target and self.room_for(self.envs_used[-1]):
-            self.idle.append(Worker(self.envs_used.pop(), self.command))
+            self.idle.append(self._start(self.envs_used.pop()))
         self.envs_used.clear()
 
     @property
@@ -252,8 +438,11 @@ class WorkerPool:
             self.closed = True
             workers = self.idle + list(self.busy)
             self.idle, self.busy = [], set()
+            zygotes, self.zygotes = list(self.zygotes.values()), {}
         for w in workers:
             w.kill()
+        for zygote in zygotes:
+            zygote.kill()
 
 
 # The app's pool warms fresh workers this long after a Run's last run ends, once the result has drawn: their
@@ -302,6 +491,7 @@ def run_jobs(pool: WorkerPool, jobs: list[Job], on_event: Progress | None = None
     results: dict[str, dict] = {}
     initial = dict(initial or {})
     awaiting_init: list[str] = []  # running jobs that still wait for their source's initial weights
+    unannounced: list[str] = []  # running jobs whose "started" event waits for their process
 
     def finish(key: str, outcome: dict, notify: bool = True) -> None:
         worker = active.pop(key)[0]
@@ -330,7 +520,12 @@ def run_jobs(pool: WorkerPool, jobs: list[Job], on_event: Progress | None = None
                                "then": job.then})
                 if job.init_from:
                     awaiting_init.append(job.key)
-                on_event(job.key, {"type": "started", "pid": worker.proc.pid})
+                unannounced.append(job.key)
+            # "started" once a run's process exists (a forked one: once its zygote is ready), in the order they started
+            while unannounced and (unannounced[0] not in active or active[unannounced[0]][0].proc.pid is not None):
+                key = unannounced.pop(0)
+                if key in active:
+                    on_event(key, {"type": "started", "pid": active[key][0].proc.pid})
             for key, (worker, job, submitted) in list(active.items()):
                 _drain(key, worker, submitted, initial, on_event, finish, timeout_s)
             for key in list(awaiting_init):

@@ -8,6 +8,10 @@ waits for one job on stdin. Thread counts, determinism and TF32 are applied befo
 the first op; progress and the result go back as length-prefixed pickle frames on a private
 copy of stdout (fd 1 itself is pointed at stderr so stray prints cannot corrupt it).
 
+Started as a zygote (ZYGOTE_FD set), the process imports its framework and then only forks
+workers on request (fork_workers); each forked worker goes on as above, in the state a fresh
+process has after the import.
+
 This module's top level imports no framework: the parent imports it for the frame
 functions.
 """
@@ -17,6 +21,8 @@ from __future__ import annotations
 import os
 import pickle
 import resource
+import select
+import socket
 import struct
 import sys
 import threading
@@ -66,18 +72,70 @@ def exit_with_parent(interval: float = PARENT_POLL_S) -> None:
     threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
+# Set by the pool on a zygote (core.pool.Zygote): the socket its fork requests arrive on.
+ZYGOTE_FD = "DIVERGENCE_LAB_ZYGOTE_FD"
+ZYGOTE_REAP_S = 0.05  # how often a zygote collects its ended workers' exit codes
+
+
 def main() -> None:
+    zygote = os.environ.pop(ZYGOTE_FD, None)
     exit_with_parent()
     os.nice(WORKER_NICENESS)
     out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
     inp = sys.stdin.buffer
     fw, K, import_s = import_framework_timed()
+    if zygote is not None:
+        out = fork_workers(socket.socket(fileno=int(zygote)), out, import_s)  # returns in a forked worker only
     write_frame(out, {"type": "ready", "import_s": import_s, "pid": os.getpid()})
     job = read_frame(inp)
     if job is None:
         return
     write_frame(out, serve(fw, K, job, import_s, lambda event: write_frame(out, event), lambda: read_frame(inp)))
+
+
+def fork_workers(requests: socket.socket, out, import_s: float):
+    """A zygote: this process imported its framework and does nothing else. Each request on `requests`
+    carries a worker's three descriptors (job pipe, frame pipe, stderr file); the zygote forks a worker,
+    answers with its pid, and reports each worker's exit code as an "exited" frame on `out`.
+
+    Returns only in a forked worker, with that worker's frame stream: it then lives as `main` goes on,
+    in the state a fresh process has after the import (Python's `random` reseeds itself at fork; NumPy's
+    global generator is reseeded here; nothing of the framework has run yet).
+    """
+    write_frame(out, {"type": "ready", "import_s": import_s, "pid": os.getpid()})
+    workers = set()
+    while True:
+        if select.select([requests], [], [], ZYGOTE_REAP_S)[0]:
+            message, fds, _, _ = socket.recv_fds(requests, 1, 3)
+            if not message:  # the pool closed its end
+                os._exit(0)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            pid = os.fork()
+            if pid == 0:
+                requests.close()
+                out.close()
+                job_in, frames_out, stderr = fds
+                os.dup2(job_in, 0)
+                os.dup2(stderr, 2)
+                os.dup2(stderr, 1)
+                os.close(job_in)
+                os.close(stderr)
+                exit_with_parent()  # the zygote's watch thread did not survive the fork
+                if "numpy" in sys.modules:
+                    sys.modules["numpy"].random.seed()
+                return os.fdopen(frames_out, "wb")
+            for fd in fds:
+                os.close(fd)
+            workers.add(pid)
+            requests.sendall(struct.pack("<q", pid))
+        while workers:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+            if not pid:
+                break
+            workers.discard(pid)
+            write_frame(out, {"type": "exited", "pid": pid, "returncode": os.waitstatus_to_exitcode(status)})
 
 
 # Keras imports these when they are installed, for what no run uses (its scikit-learn wrappers, DataFrame

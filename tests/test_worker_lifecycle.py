@@ -12,26 +12,29 @@ import psutil
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-# The parent: three workers of core.pool, one waiting for a job, one built and waiting for the
-# peer's initial weights, one training a long run (each epoch takes many seconds, so the worker
-# writes nothing that would fail on the dead pipe). They are started from a thread that ends
-# before they are used. It prints their pids, then waits to be killed.
+# The parent: workers of core.pool, one waiting for a job, one built and waiting for the peer's
+# initial weights, one training a long run (each epoch takes many seconds, so the worker writes
+# nothing that would fail on the dead pipe); three started as processes of their own, three forked
+# by a zygote. They are started from a thread that ends before they are used. It prints their pids
+# and the zygote's, then waits to be killed.
 PARENT = textwrap.dedent("""
     import json, sys, threading, time
     from dataclasses import replace
     from core.config import DataConfig, RunConfig, TrainingConfig
     from core.data import load
     from core.engines import worker_env
-    from core.pool import WORKER_COMMAND, Worker
+    from core.pool import WORKER_COMMAND, Worker, Zygote
 
     run = RunConfig(training=TrainingConfig(epochs=3, batch_size=1))
     run = replace(run, numerics=replace(run.numerics, device="cpu"))
     data = load(DataConfig(dataset="moons", n_samples=200_000))
-    workers = {}
+    workers, zygotes = {}, []
 
     def start():  # from a thread that ends at once, as Streamlit's script threads do: the workers must outlive it
-        workers.update({state: Worker(worker_env(run), WORKER_COMMAND)
-                        for state in ("idle", "awaiting_init", "training")})
+        zygote = Zygote(worker_env(run), WORKER_COMMAND)
+        workers.update({kind + state: Worker(worker_env(run), WORKER_COMMAND, zygote if kind else None)
+                        for kind in ("", "forked ") for state in ("idle", "awaiting_init", "training")})
+        zygotes.append(zygote)
 
     thread = threading.Thread(target=start)
     thread.start()
@@ -44,11 +47,14 @@ PARENT = textwrap.dedent("""
 
     for w in workers.values():
         next_message(w, "ready")
-    for state in ("awaiting_init", "training"):
-        workers[state].send({"type": "job", "run": run, "data": data, "init_from_peer": state == "awaiting_init"})
-    next_message(workers["training"], "init")  # built, and fit is starting
+    for kind in ("", "forked "):
+        for state in ("awaiting_init", "training"):
+            workers[kind + state].send({"type": "job", "run": run, "data": data,
+                                        "init_from_peer": state == "awaiting_init"})
+        next_message(workers[kind + "training"], "init")  # built, and fit is starting
     time.sleep(1.0)
-    print(json.dumps({state: w.proc.pid for state, w in workers.items()}), flush=True)
+    pids = {state: w.proc.pid for state, w in workers.items()}
+    print(json.dumps({**pids, "zygote": zygotes[0].proc.pid}), flush=True)
     time.sleep(600)
 """)
 
