@@ -22,6 +22,7 @@ import os
 import pickle
 import resource
 import select
+import signal
 import socket
 import struct
 import sys
@@ -74,7 +75,6 @@ def exit_with_parent(interval: float = PARENT_POLL_S) -> None:
 
 # Set by the pool on a zygote (core.pool.Zygote): the socket its fork requests arrive on.
 ZYGOTE_FD = "DIVERGENCE_LAB_ZYGOTE_FD"
-ZYGOTE_REAP_S = 0.05  # how often a zygote collects its ended workers' exit codes
 
 
 def main() -> None:
@@ -104,9 +104,18 @@ def fork_workers(requests: socket.socket, out, import_s: float):
     global generator is reseeded here; nothing of the framework has run yet).
     """
     write_frame(out, {"type": "ready", "import_s": import_s, "pid": os.getpid()})
+    # A worker's exit wakes the zygote (SIGCHLD through a wakeup pipe): idle, it sleeps in select.
+    woken, wake = os.pipe()
+    os.set_blocking(woken, False)
+    os.set_blocking(wake, False)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    signal.set_wakeup_fd(wake)
     workers = set()
     while True:
-        if select.select([requests], [], [], ZYGOTE_REAP_S)[0]:
+        ready = select.select([requests, woken], [], [])[0]
+        if woken in ready:
+            os.read(woken, 4096)
+        if requests in ready:
             message, fds, _, _ = socket.recv_fds(requests, 1, 3)
             if not message:  # the pool closed its end
                 os._exit(0)
@@ -114,6 +123,10 @@ def fork_workers(requests: socket.socket, out, import_s: float):
             sys.stderr.flush()
             pid = os.fork()
             if pid == 0:
+                signal.set_wakeup_fd(-1)
+                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                for fd in (woken, wake):
+                    os.close(fd)
                 requests.close()
                 out.close()
                 job_in, frames_out, stderr = fds
