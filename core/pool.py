@@ -185,8 +185,8 @@ class Zygote:
 
 class ForkedProcess:
     """A worker forked by a `Zygote`, with what the pool uses of subprocess.Popen: pid, stdin, stdout, poll,
-    kill, wait. It is forked on a thread of its own once the zygote is ready; until then pid is None, the job
-    waits in its pipe, and kill ends it the moment it exists."""
+    kill, wait. While the zygote still imports, it is forked on a thread of its own once the zygote is ready;
+    until then pid is None, the job waits in its pipe, and kill ends it the moment it exists."""
 
     def __init__(self, zygote: Zygote, stderr) -> None:
         job_in, self_out = os.pipe()
@@ -198,7 +198,10 @@ class ForkedProcess:
         self.ended = threading.Event()
         self.killed = False
         self.lock = threading.Lock()
-        threading.Thread(target=self._fork, args=(zygote, (job_in, frames_out, stderr), ), daemon=True).start()
+        if zygote.settled.is_set():  # forked now (milliseconds): its pid is known at once, as a started process's
+            self._fork(zygote, (job_in, frames_out, stderr))
+        else:
+            threading.Thread(target=self._fork, args=(zygote, (job_in, frames_out, stderr)), daemon=True).start()
 
     def _fork(self, zygote: Zygote, fds: tuple) -> None:
         job_in, frames_out, stderr = fds
@@ -339,6 +342,7 @@ class WorkerPool:
         return Worker(env, self.command, self._zygote(env) if self.forks else None)
 
     def _zygote(self, env) -> Zygote | None:
+        """`env`'s zygote, started if need be; None when every zygote kept has live workers."""
         zygote = self.zygotes.pop(env, None)
         if zygote is not None and not zygote.alive():
             zygote.kill()

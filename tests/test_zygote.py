@@ -31,8 +31,12 @@ def _parents(pool: WorkerPool, pair) -> tuple:
 
 
 def test_a_pool_forks_each_environment_s_workers_from_its_own_zygote_with_the_same_results(standin_workers):
+    import core.pool
+
+    slow = core.pool.WORKER_COMMAND + ("0.2",)  # stand-ins whose epochs take 0.2 s: alive when their start is told
     pair = make_pair(MOONS, parse_run({"training": {"epochs": 2}}), {"engine.name": "keras_jax"})
-    forking, starting = WorkerPool(max_workers=2, warm=0), WorkerPool(max_workers=2, warm=0, use_zygotes=False)
+    forking = WorkerPool(max_workers=2, warm=0, command=slow)
+    starting = WorkerPool(max_workers=2, warm=0, command=slow, use_zygotes=False)
     try:
         forked, parents = _parents(forking, pair)
         again, parents_again = _parents(forking, pair)
