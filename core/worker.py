@@ -123,22 +123,9 @@ def fork_workers(requests: socket.socket, out, import_s: float):
             sys.stderr.flush()
             pid = os.fork()
             if pid == 0:
-                signal.set_wakeup_fd(-1)
-                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-                for fd in (woken, wake):
-                    os.close(fd)
                 requests.close()
                 out.close()
-                job_in, frames_out, stderr = fds
-                os.dup2(job_in, 0)
-                os.dup2(stderr, 2)
-                os.dup2(stderr, 1)
-                os.close(job_in)
-                os.close(stderr)
-                exit_with_parent()  # the zygote's watch thread did not survive the fork
-                if "numpy" in sys.modules:
-                    sys.modules["numpy"].random.seed()
-                return os.fdopen(frames_out, "wb")
+                return _forked_worker(fds, (woken, wake))
             for fd in fds:
                 os.close(fd)
             workers.add(pid)
@@ -149,6 +136,25 @@ def fork_workers(requests: socket.socket, out, import_s: float):
                 break
             workers.discard(pid)
             write_frame(out, {"type": "exited", "pid": pid, "returncode": os.waitstatus_to_exitcode(status)})
+
+
+def _forked_worker(fds: list[int], zygote_fds: tuple[int, ...]):
+    """In a worker just forked: drop what was the zygote's, take the job pipe as stdin and the stderr file
+    as fds 1 and 2, watch the zygote, reseed NumPy's global generator; the worker's frame stream."""
+    signal.set_wakeup_fd(-1)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    for fd in zygote_fds:
+        os.close(fd)
+    job_in, frames_out, stderr = fds
+    os.dup2(job_in, 0)
+    os.dup2(stderr, 2)
+    os.dup2(stderr, 1)
+    os.close(job_in)
+    os.close(stderr)
+    exit_with_parent()  # the zygote's watch thread did not survive the fork
+    if "numpy" in sys.modules:  # Keras's NumPy batch shuffle (JAX) draws from it unseeded, as in a fresh process
+        sys.modules["numpy"].random.seed()
+    return os.fdopen(frames_out, "wb")
 
 
 # Keras imports these when they are installed, for what no run uses (its scikit-learn wrappers, DataFrame

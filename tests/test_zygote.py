@@ -71,13 +71,13 @@ def test_a_pool_keeps_zygotes_for_the_latest_environments_and_none_where_memory_
 
     pool = WorkerPool(max_workers=2, warm=0)
     try:
-        for epsilon in (1e-3, 1e-4, 1e-5, 1e-6):  # each its own run, on its own engine's environment
+        for epsilon in (1e-3, 1e-4, 1e-5, 1e-6):  # A with oneDNN on, B with it off: two environments
             pair = make_pair(MOONS, parse_run({"training": {"epochs": 1}, "numerics": {"onednn": "on"}}),
                              {"optimizer.epsilon": epsilon, "numerics.onednn": "off"})
             assert run_pair(pair, pool, cache=False, checks=False).complete
         envs = list(pool.zygotes)
         assert len(envs) == 2 and all(z.alive() for z in pool.zygotes.values())
-        for engine in ("keras_jax", "keras_torch", "tf_keras"):  # a third and fourth: the least recent goes
+        for engine in ("keras_jax", "keras_torch", "tf_keras"):  # three more: the least recently used go
             run = parse_run({"training": {"epochs": 1}, "engine": {"name": engine}})
             assert run_jobs(pool, [Job("a", run, load(MOONS))])["a"]["type"] == "result"
         assert len(pool.zygotes) == core.pool.MAX_ZYGOTES and not set(envs) & set(pool.zygotes)
@@ -88,16 +88,22 @@ def test_a_pool_keeps_zygotes_for_the_latest_environments_and_none_where_memory_
 
 
 def test_a_run_forked_from_a_zygote_is_a_fresh_process_s_run(pool):
-    """Real TensorFlow: the same seeded run bitwise as in a worker started for it; unseeded runs differ
-    (Keras 3 draws unseeded initial weights from Python's `random`, which reseeds itself at fork)."""
+    """Real frameworks: the same seeded run bitwise as in a worker started for it; what fresh processes draw
+    unseeded differs between forked workers too: Keras 3's unseeded initial weights (from Python's `random`,
+    which reseeds itself at fork) and, on JAX, fit's own shuffle (NumPy's global generator, reseeded by the
+    forked worker)."""
     fresh = WorkerPool(max_workers=2, warm=0, use_zygotes=False)
     try:
         seeded = make_pair(MOONS, parse_run({"training": {"epochs": 1}, "model": {"dropout": 0.2}}), {})
         unseeded = make_pair(MOONS, parse_run({"training": {"epochs": 1}, "seeding": {"policy": "none"}}), {})
+        shuffled = make_pair(MOONS, parse_run({"training": {"epochs": 1, "batch_order": "framework"},
+                                               "engine": {"name": "keras_jax"}, "seeding": {"policy": "explicit"}}), {})
         forked, started = (run_pair(seeded, p, cache=False, checks=False) for p in (pool, fresh))
-        both = run_pair(unseeded, pool, cache=False, checks=False)
+        initialised, ordered = (run_pair(p, pool, cache=False, checks=False) for p in (unseeded, shuffled))
     finally:
         fresh.shutdown()
     assert pool.forks and forked.complete and same_arrays(forked, started)
-    kernels = both.weights("a")["dense_0/kernel"][0], both.weights("b")["dense_0/kernel"][0]
+    kernels = initialised.weights("a")["dense_0/kernel"][0], initialised.weights("b")["dense_0/kernel"][0]
     assert not np.array_equal(*kernels)
+    initial, final = ([ordered.weights(k)["dense_0/kernel"][epoch] for k in "ab"] for epoch in (0, -1))
+    assert np.array_equal(*initial) and not np.array_equal(*final)
