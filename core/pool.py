@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 WORKER_MB = min(e.worker_mb for e in ENGINES.values())
 PARENT_RESERVE_MB = 300  # the calling process (Streamlit) keeps this much
 DEFAULT_TIMEOUT_S = 900.0
-# Environments a pool keeps a zygote for (core.pool.Zygote): a pair's two, and one more.
+# Environments a pool keeps a zygote for (core.pool.Zygote) by default: a pair's two, and one more.
 MAX_ZYGOTES = 3
 # What a worker process runs (tests swap in a framework-free worker that speaks the same frames).
 WORKER_COMMAND = (sys.executable, "-m", "core.worker")
@@ -317,7 +317,8 @@ class Worker:
 
 class WorkerPool:
     def __init__(self, max_workers: int | None = None, warm: int = 2, warm_run: RunConfig | None = None,
-                 command: tuple[str, ...] | None = None, refill_delay_s: float = 0.0, use_zygotes: bool = True):
+                 command: tuple[str, ...] | None = None, refill_delay_s: float = 0.0, use_zygotes: bool = True,
+                 max_zygotes: int = MAX_ZYGOTES):
         self.command = command or WORKER_COMMAND
         self.refill_delay_s = refill_delay_s  # how long after its last run the pool starts warming fresh workers
         self.refill_timer: threading.Timer | None = None  # the delayed refill, while it waits or runs
@@ -330,8 +331,9 @@ class WorkerPool:
         self.lock = threading.Lock()
         self.closed = False
         self.zygotes: dict[tuple, Zygote] = {}  # by environment, least recently used first
+        self.max_zygotes = max_zygotes
         # Zygotes only where memory holds them beside a full pool (not on Community Cloud's smallest tier).
-        self.forks = use_zygotes and self.memory_mb >= (self.capacity + MAX_ZYGOTES) * max(
+        self.forks = use_zygotes and self.memory_mb >= (self.capacity + max_zygotes) * max(
             e.worker_mb for e in ENGINES.values())
         for _ in range(self.warm_target):
             self.idle.append(self._start(worker_env(warm_run or RunConfig())))
@@ -350,9 +352,9 @@ class WorkerPool:
         if zygote is None:
             busy_envs = {w.env for w in (*self.idle, *self.busy)}
             spare = [e for e, z in self.zygotes.items() if e not in busy_envs or not z.alive()]
-            if len(self.zygotes) >= MAX_ZYGOTES and not spare:
+            if len(self.zygotes) >= self.max_zygotes and not spare:
                 return None  # every zygote has workers alive (a zygote's workers end with it)
-            while len(self.zygotes) >= MAX_ZYGOTES:
+            while len(self.zygotes) >= self.max_zygotes:
                 self.zygotes.pop(spare.pop(0)).kill()
             zygote = Zygote(env, self.command)
         self.zygotes[env] = zygote  # now the most recently used

@@ -11,8 +11,10 @@ from core.pool import WorkerPool  # noqa: E402
 
 @pytest.fixture(scope="session")
 def pool():
-    """Warm workers shared by the training tests (each run still gets a fresh process)."""
-    p = WorkerPool(max_workers=4, warm=2)
+    """Warm workers shared by the training tests (each run still gets a fresh process). It keeps a zygote for
+    each of the suite's framework environments (TensorFlow, tf_keras, oneDNN on and off, JAX, PyTorch), so
+    that none is imported twice for want of room."""
+    p = WorkerPool(max_workers=4, warm=2, max_zygotes=6)
     yield p
     p.shutdown()
 

@@ -1,6 +1,9 @@
 """Checks shared by the training tests."""
 
 import re
+import subprocess
+import sys
+import textwrap
 import time
 
 import psutil
@@ -18,6 +21,30 @@ def process_ends(pid: int, timeout: float = 10.0) -> bool:
     while psutil.pid_exists(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
     return not psutil.pid_exists(pid)
+
+
+class FreshPython:
+    """A plain script (a file, or source code) in a fresh interpreter, started at once and read later: a
+    test starts it before its own runs, or starts several together (each is one process on one core)."""
+
+    def __init__(self, script: str, *args: str, env: dict | None = None):
+        command = [script] if script.endswith(".py") else ["-c", textwrap.dedent(script)]
+        self.proc = subprocess.Popen([sys.executable, *command, *args], env=env, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)
+
+    def output(self, timeout: float = 300) -> str:
+        """Its standard output, once it has ended; the test fails with its stderr if it failed."""
+        try:
+            out, err = self.proc.communicate(timeout=timeout)
+        finally:
+            self.stop()
+        assert self.proc.returncode == 0, err[-2000:]
+        return out
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.communicate()
 
 
 def unescaped(markdown: str) -> str:

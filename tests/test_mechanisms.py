@@ -2,8 +2,6 @@
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 
@@ -13,6 +11,7 @@ from core.export import not_reproducible
 from core.factors import BY_PATH, make_pair, parse_run
 from core.pair import run_pair
 from core.presets import ALL_PRESETS, PRESETS
+from helpers import FreshPython
 
 MOONS = DataConfig(dataset="moons", n_samples=200)
 ENGINE = BY_PATH["engine.name"].mechanism
@@ -23,6 +22,38 @@ def _first_divergent_epoch(pool, cache, a: dict, b: dict) -> int | None:
     result = run_pair(make_pair(MOONS, parse_run(a), b), pool, cache=cache, checks=False)
     assert result.complete
     return result.summary["compare"]["first_divergent_epoch"]
+
+
+TF_KERAS = "import tensorflow as tf; print(tf.__version__); print(tf.keras.Sequential.__module__)"
+
+
+def _initializer_draws(legacy: bool) -> str:
+    """One process, two draws each: reseeding Python's random repeats the weights; reseeding NumPy and TF does not."""
+    return ("import random, numpy as np, tensorflow as tf\nimport tf_keras as keras\n" if legacy else
+            "import random, numpy as np, tensorflow as tf, keras\n") + (
+        "def draw():\n"
+        "    return keras.layers.Dense(4, kernel_initializer='glorot_uniform')(np.ones((1, 3), 'float32'))"
+        ".numpy().tobytes()\n"
+        "random.seed(7); one = draw(); random.seed(7); two = draw()\n"
+        "np.random.seed(7); tf.random.set_seed(7); three = draw(); np.random.seed(7); tf.random.set_seed(7); "
+        "four = draw()\n"
+        "print(one == two, three == four)\n")
+
+
+@pytest.fixture(scope="module")
+def fresh_facts():
+    """The scripts that read facts off the installed libraries, each in a fresh interpreter, all started
+    together when the first of their tests asks (each is one process on one core), read by their tests."""
+    env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
+    env["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    scripts = {**{f"tf.keras, legacy {legacy}": (TF_KERAS, {"TF_USE_LEGACY_KERAS": "1"} if legacy else {})
+                  for legacy in (False, True)},
+               **{f"initializers, legacy {legacy}": (_initializer_draws(legacy), {}) for legacy in (False, True)},
+               "library": (LIBRARY_FACTS, {})}
+    started = {name: FreshPython(code, env={**env, **extra}) for name, (code, extra) in scripts.items()}
+    yield started
+    for script in started.values():
+        script.stop()
 
 
 def test_keras3_and_tf_keras_take_the_same_steps_in_the_same_order(pool, shared_cache):
@@ -48,16 +79,10 @@ def test_keras_3_on_another_backend_draws_other_initial_weights_from_the_same_se
     assert _first_divergent_epoch(pool, shared_cache, {"training": {"epochs": 1}}, {"engine.name": other}) == 0
 
 
-@pytest.mark.parametrize("legacy, module", [(None, "keras.src"), ("1", "tf_keras")])
-def test_tf_keras_is_keras3_unless_legacy_keras_is_asked_for(legacy, module):
+@pytest.mark.parametrize("legacy, module", [(False, "keras.src"), (True, "tf_keras")])
+def test_tf_keras_is_keras3_unless_legacy_keras_is_asked_for(fresh_facts, legacy, module):
     assert "tf.keras itself is Keras 3 from TensorFlow 2.16 unless TF_USE_LEGACY_KERAS=1" in ENGINE
-    env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
-    env.update({"TF_CPP_MIN_LOG_LEVEL": "3", **({"TF_USE_LEGACY_KERAS": legacy} if legacy else {})})
-    done = subprocess.run([sys.executable, "-c", "import tensorflow as tf; print(tf.__version__); "
-                           "print(tf.keras.Sequential.__module__)"], env=env, capture_output=True, text=True,
-                          timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    version, where = done.stdout.split()[-2:]
+    version, where = fresh_facts[f"tf.keras, legacy {legacy}"].output().split()[-2:]
     assert tuple(map(int, version.split(".")[:2])) >= (2, 16) and where.startswith(module)
 
 
@@ -124,23 +149,10 @@ def test_each_presets_verdict_names_the_mechanism_its_runs_show(pool, shared_cac
 
 
 @pytest.mark.parametrize("legacy", [False, True])
-def test_numpy_and_tf_seeds_leave_keras_initializers_drawing_from_pythons_random(legacy):
+def test_numpy_and_tf_seeds_leave_keras_initializers_drawing_from_pythons_random(fresh_facts, legacy):
     assert "np.random.seed + tf.random.set_seed leave the Keras initializers drawing from Python's random" in \
         not_reproducible(PRESETS["tf-seed-not-enough"].pair().a)
-    # One process, two draws each: reseeding Python's random repeats the weights; reseeding NumPy and TF does not.
-    code = ("import random, numpy as np, tensorflow as tf\n"
-            "import tf_keras as keras\n" if legacy else "import random, numpy as np, tensorflow as tf, keras\n")
-    code += ("def draw():\n"
-             "    return keras.layers.Dense(4, kernel_initializer='glorot_uniform')(np.ones((1, 3), 'float32'))"
-             ".numpy().tobytes()\n"
-             "random.seed(7); one = draw(); random.seed(7); two = draw()\n"
-             "np.random.seed(7); tf.random.set_seed(7); three = draw(); np.random.seed(7); tf.random.set_seed(7); "
-             "four = draw()\n"
-             "print(one == two, three == four)\n")
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.split()[-2:] == ["True", "False"]
+    assert fresh_facts[f"initializers, legacy {legacy}"].output().split()[-2:] == ["True", "False"]
 
 
 LIBRARY_FACTS = r"""
@@ -175,12 +187,9 @@ print(json.dumps(facts))
 """
 
 
-def test_the_library_defaults_and_behaviours_the_mechanisms_cite():
+def test_the_library_defaults_and_behaviours_the_mechanisms_cite(fresh_facts):
     """Each number and behaviour a factor's sentence attributes to Keras or TensorFlow, read off the installed ones."""
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    done = subprocess.run([sys.executable, "-c", LIBRARY_FACTS], env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    facts = json.loads(done.stdout.splitlines()[-1])
+    facts = json.loads(fresh_facts["library"].output().splitlines()[-1])
     said = {path: BY_PATH[path].mechanism for path in BY_PATH}
     assert "Keras uses 1e-7, PyTorch and TF1 use 1e-8" in said["optimizer.epsilon"]
     assert facts["adam_eps"] == facts["rmsprop_eps"] == facts["adagrad_eps"] == 1e-7 and facts["tf1_adam_eps"] == 1e-8

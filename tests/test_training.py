@@ -3,9 +3,6 @@ behaviour (kills, timeouts, cancel, threads, warm workers) with framework-free w
 
 import os
 import signal
-import subprocess
-import sys
-import textwrap
 import threading
 import time
 
@@ -19,7 +16,7 @@ from core.engines import ENGINES
 from core.pair import run_pair
 from core.pool import WorkerPool
 from core.presets import preset
-from helpers import process_ends, same_arrays
+from helpers import FreshPython, process_ends, same_arrays
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MOONS = DataConfig(dataset="moons", n_samples=200)
@@ -40,13 +37,12 @@ def test_run_it_twice_is_bitwise_identical(pool):
     assert len(r.summary["a"]["history"]) == 3 and r.weights("a")["dense_0/kernel"].shape == (4, 64, 64)
 
 
-def _plain_python(script: str, *args: str, backend: str = "tensorflow") -> None:
-    """Run a plain Keras script (a file, or code) in a fresh process, Keras 3 on `backend`."""
+def _plain_keras(script: str, *args: str, backend: str = "tensorflow") -> FreshPython:
+    """A plain Keras script (a file, or code) started in a fresh process, Keras 3 on `backend`: it runs while
+    the test's own runs train."""
     env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
     env.update(TF_CPP_MIN_LOG_LEVEL="2", KERAS_BACKEND=backend)
-    command = [script] if script.endswith(".py") else ["-c", textwrap.dedent(script)]
-    done = subprocess.run([sys.executable, *command, *args], env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
+    return FreshPython(script, *args, env=env)
 
 
 @pytest.mark.parametrize("engine", ["keras", "keras_jax", "keras_torch"])
@@ -58,10 +54,11 @@ def test_each_keras_3_engine_is_plain_keras_on_its_backend(pool, tmp_path, engin
     epochs = 3
     run = parse_run({"engine": {"name": engine}, "training": {"epochs": epochs},
                      "numerics": {"intra_threads": 0, "inter_threads": 0}})
-    r = _run(pool, make_pair(DataConfig(), run, {}))
     backend = ENGINES[engine].framework
-    _plain_python(os.path.join(ROOT, "tests", "plain_keras_digits.py"), str(epochs), str(tmp_path / "plain.npz"),
-                  backend=backend)
+    plain = _plain_keras(os.path.join(ROOT, "tests", "plain_keras_digits.py"), str(epochs), str(tmp_path / "plain.npz"),
+                         backend=backend)
+    r = _run(pool, make_pair(DataConfig(), run, {}))
+    plain.output()
     with np.load(tmp_path / "plain.npz") as plain:
         reference = [plain[f"arr_{i}"] for i in range(len(plain.files))]
     ours = r.weights("a")
@@ -91,10 +88,11 @@ PLAIN_NUMPY_TF_SEED = """
 
 
 def test_numpy_tf_seeding_reports_what_plain_keras_does(pool, tmp_path):
+    plains = [_plain_keras(PLAIN_NUMPY_TF_SEED, str(tmp_path / f"w{i}.npz")) for i in (1, 2)]
     r = _run(pool, preset("tf-seed-not-enough").pair(epochs=1))
     app_initial_equal = r.summary["compare"]["first_divergent_epoch"] != 0
-    for i in (1, 2):
-        _plain_python(PLAIN_NUMPY_TF_SEED, str(tmp_path / f"w{i}.npz"))
+    for plain in plains:
+        plain.output()
     with np.load(tmp_path / "w1.npz") as w1, np.load(tmp_path / "w2.npz") as w2:
         plain_initial_equal = all(w1[k].tobytes() == w2[k].tobytes() for k in w1.files)
     assert app_initial_equal == plain_initial_equal
