@@ -241,6 +241,11 @@ def _short(text, limit: int = NAME_CHARS) -> str:
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
+def _short_path(path: str, limit: int = 80) -> str:
+    """A path as a message quotes it: its end kept, where the file's name is."""
+    return repr(path if len(path) <= limit else "…" + path[-(limit - 1):])
+
+
 def _name(name) -> str:
     """A column name as a message shows it: quoted and shortened."""
     return repr(_short(name))
@@ -261,7 +266,7 @@ def _open_local(path: str):
     if _URL.match(path):
         raise ConfigError(f"{where}: only local files are read, not URLs ({_short(path, 80)!r}); "
                           "download the file and give its path")
-    shown = repr(_short(path, 80))
+    shown = _short_path(path)
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))  # a FIFO must not block the open
     except FileNotFoundError:

@@ -169,6 +169,9 @@ def test_a_missing_file_a_folder_and_a_fifo_get_clear_errors(tmp_path):
         _load_csv(tmp_path)
     with pytest.raises(ConfigError, match="cannot read"):
         _load_csv(str(tmp_path / "a\0b.csv"))
+    deep = tmp_path.joinpath(*["a-folder-with-a-long-name"] * 6, "nowhere.csv")
+    with pytest.raises(ConfigError, match=r"no file at '…[^']*/a-folder-with-a-long-name/nowhere.csv'$"):
+        _load_csv(deep)  # a long path keeps its end, where the file's name is
     if hasattr(os, "mkfifo"):
         os.mkfifo(tmp_path / "pipe.csv")  # opening it for reading would wait for a writer
         with pytest.raises(ConfigError, match="is not a regular file"):

@@ -19,6 +19,7 @@ from core.engines import ENGINES
 from core.factors import make_pair, parse_run
 from core.pair import run_pair
 from core.pool import WorkerPool
+from conftest import STANDIN_COMMAND
 from helpers import unescaped
 from ui import state
 
@@ -171,13 +172,14 @@ def test_the_budgets_parameter_count_is_what_the_engines_build(pool, model, data
     assert built == budget.parameter_count(run, ds.x_train.shape[1], ds.n_classes or 1)
 
 
-def test_a_run_over_the_record_budget_keeps_every_kth_epoch_with_the_same_numbers(monkeypatch):
+def test_a_run_over_the_record_budget_keeps_every_kth_epoch_with_the_same_numbers(standin_pool, monkeypatch):
+    """The recording is the engines' own (core.recording), here in the stand-in worker."""
     run = parse_run({"training": {"epochs": 8}})
     ds = load(MOONS)
-    full = run_batch({"a": Planned(run)}, ds, WorkerPool(max_workers=1, warm=0), cache=False)["a"]
+    full = run_batch({"a": Planned(run)}, ds, standin_pool, cache=False)["a"]
     # ~9.7 KB per snapshot: a 0.05 MB budget keeps 5 snapshots of the 9 (workers read it from the environment)
     monkeypatch.setenv("DIVERGENCE_LAB_RECORD_MB", "0.05")
-    pool = WorkerPool(max_workers=1, warm=0)
+    pool = WorkerPool(max_workers=1, warm=0, command=STANDIN_COMMAND)
     try:
         thin = run_batch({"a": Planned(run)}, ds, pool, cache=False)["a"]
     finally:
