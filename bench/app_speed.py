@@ -2,7 +2,8 @@
 
   first_page_s      server start -> first page rendered (script idle, Run button drawn), with the
                     browser already open; minimal_streamlit_first_page_s is the same for a
-                    three-line Streamlit app, the floor on this machine
+                    three-line Streamlit app, the floor on this machine; medians of --first-pages
+                    fresh servers of each, alternating (one start varies by a second here)
   run_to_charts_s   press Run (default scenario, warm workers, nothing cached) -> every
                     chart of the Overview drawn, as the page itself timestamps it (a
                     MutationObserver: the verdict's metric, the glance chart, every Vega chart
@@ -15,7 +16,7 @@
   naive_total_s     the naive script of bench/pair_speed.py (import TF, fit twice)
   streamlit_rss_mb  resident memory of the Streamlit process (workers are separate)
 
-    python bench/app_speed.py [--repeat 3]
+    python bench/app_speed.py [--repeat 3] [--first-pages 3]
 
 Needs Debian's chromium and playwright (requirements-dev.txt). Figures come last, one
 per line as `name: value`.
@@ -91,6 +92,25 @@ def open_first_page(page, url: str, started: float) -> float:
     return time.perf_counter() - started
 
 
+def first_page_seconds(page, app: Path, env: dict) -> float:
+    """Server launch -> first page drawn, on a fresh server of `app`; the server and its workers end after."""
+    port = _port()
+    started = time.perf_counter()
+    server = start_server(app, port, env)
+    try:
+        return open_first_page(page, f"http://127.0.0.1:{port}", started)
+    finally:
+        stop_server(server)
+
+
+def stop_server(server: subprocess.Popen) -> None:
+    """The server and its workers ended, so that none of them takes CPU from the next measurement."""
+    children = psutil.Process(server.pid).children(recursive=True)
+    server.terminate()
+    server.wait(timeout=30)
+    psutil.wait_procs(children, timeout=30)
+
+
 def workers_seconds(runs: Path, before: set[Path]) -> float:
     """The span of the runs cached since `before` (A, B and the diagnosis's runs): from the first one handed
     to a worker to the last result."""
@@ -118,7 +138,8 @@ def wait_workers_warm(server_pid: int, timeout: float = 120.0) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=3, help="runs to the Overview's charts")
+    parser.add_argument("--first-pages", type=int, default=3, help="first pages of each app, on fresh servers")
     args = parser.parse_args()
     env = {**os.environ, "DIVERGENCE_LAB_CACHE": tempfile.mkdtemp(prefix="bench-cache-")}
     with sync_playwright() as p:
@@ -128,21 +149,16 @@ def main() -> None:
 
         minimal = Path(tempfile.mkdtemp(prefix="bench-minimal-")) / "app.py"
         minimal.write_text(MINIMAL_APP)
-        port = _port()
-        started = time.perf_counter()
-        server = start_server(minimal, port, env)
-        try:
-            minimal_first_page = open_first_page(page, f"http://127.0.0.1:{port}", started)
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
+        minimal_pages, first_pages = [], []
+        for _ in range(args.first_pages):  # alternating, each on a fresh server
+            minimal_pages.append(first_page_seconds(page, minimal, env))
+            first_pages.append(first_page_seconds(page, ROOT / "app.py", env))
 
         port = _port()
         url = f"http://127.0.0.1:{port}"
-        started = time.perf_counter()
         server = start_server(ROOT / "app.py", port, env)
         try:
-            first_page = open_first_page(page, url, started)
+            open_first_page(page, url, time.perf_counter())
             times, seen_by_playwright, workers = [], [], []
             runs = Path(env["DIVERGENCE_LAB_CACHE"]) / "runs"
             for seed in range(1, args.repeat + 1):
@@ -162,15 +178,16 @@ def main() -> None:
                 workers.append(workers_seconds(runs, before))
             rss = psutil.Process(server.pid).memory_info().rss / 2**20
         finally:
-            server.terminate()
-            server.wait(timeout=30)
+            stop_server(server)
         browser.close()
     naive_total, naive_fit = naive(20)
     run_to_charts = statistics.median(times)
     figures = {
         "cpus": os.cpu_count(),
-        "minimal_streamlit_first_page_s": minimal_first_page,
-        "first_page_s": first_page,
+        "minimal_streamlit_first_page_s": statistics.median(minimal_pages),
+        "first_page_s": statistics.median(first_pages),
+        "minimal_streamlit_first_page_all_s": " ".join(f"{t:.3f}" for t in minimal_pages),
+        "first_page_all_s": " ".join(f"{t:.3f}" for t in first_pages),
         "run_to_charts_s": run_to_charts,
         "run_to_charts_all_s": " ".join(f"{t:.3f}" for t in times),
         "run_to_charts_playwright_s": statistics.median(seen_by_playwright),
@@ -179,7 +196,7 @@ def main() -> None:
         "naive_total_s": naive_total,
         "naive_fit_only_s": naive_fit,
         "streamlit_rss_mb": rss,
-        "first_page_over_minimal": first_page / minimal_first_page,
+        "first_page_over_minimal": statistics.median(first_pages) / statistics.median(minimal_pages),
         "naive_over_run_to_charts": naive_total / run_to_charts,
     }
     print_figures(figures)
