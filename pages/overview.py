@@ -66,10 +66,20 @@ st.caption(s["data"]["description"] + (" · served from the cache" if result.cac
 st.table(tables.environment(result), hide_index=True)
 
 st.subheader("Downloads")
-history = tables.history(result)
+
+
+def histories_csv() -> str:
+    history = tables.history(result)
+    return history.merge(tables.gaps(history), on=["epoch", "split"], how="left").to_csv(index=False)
+
+
+# Each file is written when its button is clicked, not on every draw of the page that lands after a Run;
+# a click does not rerun the page (a rerun could retire the file before the browser fetched it).
 left, middle, right = st.columns(3)
-left.download_button("Histories and gaps (CSV)", history.merge(
-    tables.gaps(history), on=["epoch", "split"], how="left").to_csv(index=False), "histories.csv", "text/csv")
-middle.download_button("Result (JSON)", json.dumps(s, indent=1), "result.json", "application/json")
-right.download_button("Pair config (JSON)", json.dumps(s["config"], indent=2), "pair.json", "application/json")
-st.download_button("Prediction deltas (CSV)", tables.predictions(result).to_csv(index=False), "deltas.csv", "text/csv")
+left.download_button("Histories and gaps (CSV)", histories_csv, "histories.csv", "text/csv", on_click="ignore")
+middle.download_button("Result (JSON)", lambda: json.dumps(s, indent=1), "result.json", "application/json",
+                       on_click="ignore")
+right.download_button("Pair config (JSON)", lambda: json.dumps(s["config"], indent=2), "pair.json",
+                      "application/json", on_click="ignore")
+st.download_button("Prediction deltas (CSV)", lambda: tables.predictions(result).to_csv(index=False), "deltas.csv",
+                   "text/csv", on_click="ignore")

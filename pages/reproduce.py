@@ -37,7 +37,8 @@ if script is not None:
         csv = Path(pair.data.csv_path)
         st.info(f"The script reads the data from `{csv}` (`CSV_PATH` at its top): point that at your copy.")
         if csv.exists():
-            st.download_button("Download the CSV", csv.read_bytes, "data.csv", "text/csv")  # read when clicked
+            # read when clicked; no rerun, which could retire the file before the browser fetched it
+            st.download_button("Download the CSV", csv.read_bytes, "data.csv", "text/csv", on_click="ignore")
     with st.expander("Show the script"):
         st.code(script, language="python", line_numbers=True)
 

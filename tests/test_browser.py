@@ -151,6 +151,15 @@ def test_default_scenario_in_a_real_browser(server, browser):
     page.get_by_text("Largest prediction gap").wait_for(timeout=240_000)
     _settle(page)
     assert "b.optimizer.epsilon=1e-08" in page.url  # the default scenario's pair lives in the link
+    # The Overview's files are written when their button is clicked, and hold what the page shows.
+    changed, compared = map(int, re.fullmatch(r"(\d+) of (\d+)", page.get_by_test_id("stMetricValue").first
+                                              .inner_text().strip()).groups())
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Prediction deltas (CSV)").click()
+    rows = Path(download.value.path()).read_text().splitlines()
+    assert rows[0].split(",")[:3] == ["sample", "truth", "delta"] and len(rows) == 1 + compared
+    assert sum(row.endswith(",True") for row in rows[1:]) == changed
+    _settle(page)
     for i, title in enumerate(PAGES):
         page.get_by_role("link", name=title).click()
         _settle(page)
