@@ -4,7 +4,7 @@ import json
 
 import streamlit as st
 
-from ui.page import result_or_stop
+from ui.page import download, result_or_stop
 from ui.text import plain
 
 result = result_or_stop()
@@ -73,13 +73,9 @@ def histories_csv() -> str:
     return history.merge(tables.gaps(history), on=["epoch", "split"], how="left").to_csv(index=False)
 
 
-# Each file is written when its button is clicked, not on every draw of the page that lands after a Run;
-# a click does not rerun the page (a rerun could retire the file before the browser fetched it).
 left, middle, right = st.columns(3)
-left.download_button("Histories and gaps (CSV)", histories_csv, "histories.csv", "text/csv", on_click="ignore")
-middle.download_button("Result (JSON)", lambda: json.dumps(s, indent=1), "result.json", "application/json",
-                       on_click="ignore")
-right.download_button("Pair config (JSON)", lambda: json.dumps(s["config"], indent=2), "pair.json",
-                      "application/json", on_click="ignore")
-st.download_button("Prediction deltas (CSV)", lambda: tables.predictions(result).to_csv(index=False), "deltas.csv",
-                   "text/csv", on_click="ignore")
+download(left, "Histories and gaps (CSV)", histories_csv, "histories.csv", "text/csv")
+download(middle, "Result (JSON)", lambda: json.dumps(s, indent=1), "result.json", "application/json")
+download(right, "Pair config (JSON)", lambda: json.dumps(s["config"], indent=2), "pair.json", "application/json")
+download(st, "Prediction deltas (CSV)", lambda: tables.predictions(result).to_csv(index=False), "deltas.csv",
+         "text/csv")

@@ -10,7 +10,7 @@ from core.config import ConfigError
 from core.export import SCRIPT_NAME, not_reproducible, standalone_script
 from core.factors import parse_pair
 from ui import state, tables
-from ui.page import result_or_stop
+from ui.page import download, result_or_stop
 from ui.text import plain
 
 result = result_or_stop()
@@ -37,8 +37,7 @@ if script is not None:
         csv = Path(pair.data.csv_path)
         st.info(f"The script reads the data from `{csv}` (`CSV_PATH` at its top): point that at your copy.")
         if csv.exists():
-            # read when clicked; no rerun, which could retire the file before the browser fetched it
-            st.download_button("Download the CSV", csv.read_bytes, "data.csv", "text/csv", on_click="ignore")
+            download(st, "Download the CSV", csv.read_bytes, "data.csv", "text/csv")
     with st.expander("Show the script"):
         st.code(script, language="python", line_numbers=True)
 

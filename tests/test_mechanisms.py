@@ -24,38 +24,6 @@ def _first_divergent_epoch(pool, cache, a: dict, b: dict) -> int | None:
     return result.summary["compare"]["first_divergent_epoch"]
 
 
-TF_KERAS = "import tensorflow as tf; print(tf.__version__); print(tf.keras.Sequential.__module__)"
-
-
-def _initializer_draws(legacy: bool) -> str:
-    """One process, two draws each: reseeding Python's random repeats the weights; reseeding NumPy and TF does not."""
-    return ("import random, numpy as np, tensorflow as tf\nimport tf_keras as keras\n" if legacy else
-            "import random, numpy as np, tensorflow as tf, keras\n") + (
-        "def draw():\n"
-        "    return keras.layers.Dense(4, kernel_initializer='glorot_uniform')(np.ones((1, 3), 'float32'))"
-        ".numpy().tobytes()\n"
-        "random.seed(7); one = draw(); random.seed(7); two = draw()\n"
-        "np.random.seed(7); tf.random.set_seed(7); three = draw(); np.random.seed(7); tf.random.set_seed(7); "
-        "four = draw()\n"
-        "print(one == two, three == four)\n")
-
-
-@pytest.fixture(scope="module")
-def fresh_facts():
-    """The scripts that read facts off the installed libraries, each in a fresh interpreter, all started
-    together when the first of their tests asks (each is one process on one core), read by their tests."""
-    env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
-    env["TF_CPP_MIN_LOG_LEVEL"] = "3"
-    scripts = {**{f"tf.keras, legacy {legacy}": (TF_KERAS, {"TF_USE_LEGACY_KERAS": "1"} if legacy else {})
-                  for legacy in (False, True)},
-               **{f"initializers, legacy {legacy}": (_initializer_draws(legacy), {}) for legacy in (False, True)},
-               "library": (LIBRARY_FACTS, {})}
-    started = {name: FreshPython(code, env={**env, **extra}) for name, (code, extra) in scripts.items()}
-    yield started
-    for script in started.values():
-        script.stop()
-
-
 def test_keras3_and_tf_keras_take_the_same_steps_in_the_same_order(pool, shared_cache):
     assert "draw the same initial weights and take the same steps in the same batch order" in ENGINE
     fixed = {"training": {"epochs": 3, "batch_order": "fixed"}}
@@ -185,6 +153,38 @@ tf.config.experimental.enable_op_determinism()
 facts["jit_ok_with_determinism"] = model_supports_jit(model)
 print(json.dumps(facts))
 """
+
+
+TF_KERAS = "import tensorflow as tf; print(tf.__version__); print(tf.keras.Sequential.__module__)"
+
+
+def _initializer_draws(legacy: bool) -> str:
+    """One process, two draws each: reseeding Python's random repeats the weights; reseeding NumPy and TF does not."""
+    return ("import random, numpy as np, tensorflow as tf\nimport tf_keras as keras\n" if legacy else
+            "import random, numpy as np, tensorflow as tf, keras\n") + (
+        "def draw():\n"
+        "    return keras.layers.Dense(4, kernel_initializer='glorot_uniform')(np.ones((1, 3), 'float32'))"
+        ".numpy().tobytes()\n"
+        "random.seed(7); one = draw(); random.seed(7); two = draw()\n"
+        "np.random.seed(7); tf.random.set_seed(7); three = draw(); np.random.seed(7); tf.random.set_seed(7); "
+        "four = draw()\n"
+        "print(one == two, three == four)\n")
+
+
+@pytest.fixture(scope="module")
+def fresh_facts():
+    """The scripts that read facts off the installed libraries, each in a fresh interpreter, all started
+    together when the first of their tests asks (each is one process on one core), read by their tests."""
+    env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
+    env["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    scripts = {**{f"tf.keras, legacy {legacy}": (TF_KERAS, {"TF_USE_LEGACY_KERAS": "1"} if legacy else {})
+                  for legacy in (False, True)},
+               **{f"initializers, legacy {legacy}": (_initializer_draws(legacy), {}) for legacy in (False, True)},
+               "library": (LIBRARY_FACTS, {})}
+    started = {name: FreshPython(code, env={**env, **extra}) for name, (code, extra) in scripts.items()}
+    yield started
+    for script in started.values():
+        script.stop()
 
 
 def test_the_library_defaults_and_behaviours_the_mechanisms_cite(fresh_facts):

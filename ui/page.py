@@ -1,6 +1,8 @@
-"""What every page starts with."""
+"""What every page starts with, and what pages share."""
 
 import streamlit as st
+
+from collections.abc import Callable
 
 from core.batch import plain
 from core.pair import PairResult
@@ -28,3 +30,9 @@ def result_or_stop() -> PairResult:
             st.info(f"This pair cannot be repeated ({'; '.join(reasons)}): these numbers are one earlier training "
                     "kept in the cache. **Run** trains it again.", icon=":material/casino:")
     return result
+
+
+def download(where, label: str, make: Callable[[], str | bytes], file_name: str, mime: str) -> None:
+    """A download button in `where` (st, or a column) whose file `make()` writes when it is clicked, not on
+    every draw of the page. The click reruns nothing: a rerun could retire the file before the browser fetched it."""
+    where.download_button(label, make, file_name, mime, on_click="ignore")
