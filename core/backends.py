@@ -76,7 +76,8 @@ def configure(fw, run: RunConfig) -> None:
         gpus = fw.config.list_physical_devices("GPU")
         for gpu in gpus:  # two workers can then share one card
             fw.config.experimental.set_memory_growth(gpu, True)
-        fw.config.experimental.enable_tensor_float_32_execution(n.tf32)
+        if n.tf32 != "default":
+            fw.config.experimental.enable_tensor_float_32_execution(n.tf32 == "on")
         if n.op_determinism:
             fw.config.experimental.enable_op_determinism()
         has_gpu = bool(gpus)
@@ -88,8 +89,8 @@ def configure(fw, run: RunConfig) -> None:
             fw.set_num_threads(n.intra_threads)
         if n.inter_threads:
             fw.set_num_interop_threads(n.inter_threads)
-        fw.backends.cuda.matmul.allow_tf32 = n.tf32
-        fw.backends.cudnn.allow_tf32 = n.tf32
+        if n.tf32 != "default":
+            fw.backends.cuda.matmul.allow_tf32 = fw.backends.cudnn.allow_tf32 = n.tf32 == "on"
         if n.op_determinism:
             fw.use_deterministic_algorithms(True)
         has_gpu = fw.cuda.is_available()

@@ -94,7 +94,7 @@ class NumericsConfig:
     intra_threads: int = 1  # 1: A and B train side by side on one core each; 0 = TensorFlow decides
     inter_threads: int = 1  # 0 = TensorFlow decides
     device: str = "auto"  # auto | cpu | gpu
-    tf32: bool = True  # TensorFloat-32 matmuls on Ampere+ GPUs (TF's default: on)
+    tf32: str = "default"  # TensorFloat-32 matmuls on Ampere+ GPUs: default (the framework's own) | on | off
 
 
 @dataclass(frozen=True)

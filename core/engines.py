@@ -58,10 +58,17 @@ class Engine:
                     "JAX_COMPILATION_CACHE_DIR": str(cache_root() / "jax-compiled"),
                     "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
                     "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
-                    # False: full float32 matmuls on GPUs that would otherwise use TF32 (JAX's default there)
-                    "JAX_DEFAULT_MATMUL_PRECISION": None if n.tf32 else "highest",
+                    # JAX takes 75% of a GPU's memory at its first op unless told not to: A and B (and the
+                    # exported script's two processes) share one card, so each allocates as it needs.
+                    "XLA_PYTHON_CLIENT_PREALLOCATE": "false",
+                    # off: full float32 matmuls on GPUs that would otherwise use TF32 (JAX's default there)
+                    "JAX_DEFAULT_MATMUL_PRECISION": {"default": None, "on": "tensorfloat32", "off": "highest"}[n.tf32],
                     "XLA_FLAGS": "--xla_gpu_deterministic_ops=true" if n.op_determinism else None}
-        return {}
+        # Keras's import asks torch whether CUDA is there; torch's default check starts CUDA, and a worker forked
+        # from that zygote (core.pool) could then not use the GPU. The NVML check leaves CUDA unstarted.
+        return {"PYTORCH_NVML_BASED_CUDA_CHECK": "1",
+                # PyTorch's deterministic algorithms refuse cuBLAS matmuls on a GPU without a fixed cuBLAS workspace
+                "CUBLAS_WORKSPACE_CONFIG": ":4096:8" if n.op_determinism else None}
 
 
 # The app's own cache of JAX's compiled programs: it saves time and changes no number (tests/test_engines.py),

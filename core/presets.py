@@ -62,12 +62,16 @@ ALL_PRESETS: dict[str, Preset] = {p.name: p for p in (
            "and on JAX (B), the same fixed batch order.", {}, {"engine.name": "keras_jax"}),
     Preset("two-backends-aligned", "Keras 3 on TensorFlow (A) and on PyTorch (B), B from A's initial weights, the "
            "same fixed batch order.", {}, {"engine.name": "keras_torch"}, b_starts_from_a_init=True),
+    # Both GPU scenarios turn on XLA's deterministic GPU ops: without them A trained again in another process
+    # could already differ from A on a GPU (README, GPU workstation).
     Preset("tf32-vs-float32", "Keras 3 on JAX on the GPU: float32 matmuls as JAX does them by default there (TF32 "
            "on recent NVIDIA GPUs) against full float32 (JAX_DEFAULT_MATMUL_PRECISION=highest), from the same "
-           "initial weights.", {"engine": {"name": "keras_jax"}, "numerics": {"device": "gpu"}},
-           {"numerics.tf32": False}, b_starts_from_a_init=True, needs_gpu=True),
-    Preset("gpu-vs-cpu", "Keras 3 on JAX on the GPU (A) against the CPU (B), full float32 matmuls on both, from the "
-           "same initial weights.", {"engine": {"name": "keras_jax"}, "numerics": {"device": "gpu", "tf32": False}},
+           "initial weights, deterministic GPU ops on both.",
+           {"engine": {"name": "keras_jax"}, "numerics": {"device": "gpu", "op_determinism": True}},
+           {"numerics.tf32": "off"}, b_starts_from_a_init=True, needs_gpu=True),
+    Preset("gpu-vs-cpu", "Keras 3 on JAX on the GPU (A) against the CPU (B), full float32 matmuls and deterministic "
+           "ops on both, from the same initial weights.",
+           {"engine": {"name": "keras_jax"}, "numerics": {"device": "gpu", "tf32": "off", "op_determinism": True}},
            {"numerics.device": "cpu"}, b_starts_from_a_init=True, needs_gpu=True),
     Preset("run-it-twice", "The default setup trained twice, each in a fresh process.", {}, {}),
     Preset("custom-layer", "A and B identical with explicit seeds on every built-in initializer; the custom "

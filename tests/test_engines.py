@@ -32,7 +32,7 @@ def test_every_engine_has_a_training_function_and_declares_only_backend_factors(
 
 
 def test_a_backend_factor_another_engine_ignores_is_reported_not_applied():
-    jax_run = parse_run({"engine": {"name": "keras_jax"}, "numerics": {"onednn": "off", "tf32": False}})
+    jax_run = parse_run({"engine": {"name": "keras_jax"}, "numerics": {"onednn": "off", "tf32": "off"}})
     assert "numerics.onednn" in not_applied(jax_run) and "numerics.tf32" not in not_applied(jax_run)
     env = dict(worker_env(jax_run))
     assert env["KERAS_BACKEND"] == "jax" and env["JAX_DEFAULT_MATMUL_PRECISION"] == "highest"
@@ -99,15 +99,17 @@ def test_a_jax_run_from_xla_s_compilation_cache_is_bitwise_the_run_that_compiled
             assert w.tobytes() == again.weights(m)[name].tobytes(), name
 
 
-def test_pytorch_applies_tf32_off_and_deterministic_algorithms(pool):
-    """The TF32 and determinism factors on PyTorch, as their sentences say, read back from the run."""
+def test_pytorch_applies_tf32_and_deterministic_algorithms(pool):
+    """The TF32 and determinism factors on PyTorch, as their sentences say, read back from the runs."""
     assert "allow_tf32=False on PyTorch" in factor("numerics.tf32").mechanism
     assert "torch.use_deterministic_algorithms" in factor("numerics.op_determinism").mechanism
     run = parse_run({"engine": {"name": "keras_torch"}, "training": {"epochs": 1},
-                     "numerics": {"tf32": False, "op_determinism": True}})
-    result = run_pair(make_pair(DataConfig(dataset="moons", n_samples=200), run, {}), pool, cache=False, checks=False)
-    effective = result.summary["a"]["effective"]
-    assert effective["tf32"] is False and effective["op_determinism"] is True
+                     "numerics": {"tf32": "off", "op_determinism": True}})
+    pair = make_pair(DataConfig(dataset="moons", n_samples=200), run, {"numerics.tf32": "on",
+                                                                       "numerics.op_determinism": False})
+    result = run_pair(pair, pool, cache=False, checks=False)
+    a, b = (result.summary[m]["effective"] for m in "ab")
+    assert (a["tf32"], a["op_determinism"]) == (False, True) and (b["tf32"], b["op_determinism"]) == (True, False)
 
 
 def test_a_gpu_is_seen_from_its_device_files_unless_cuda_visible_devices_hides_it(tmp_path, monkeypatch):

@@ -2,6 +2,7 @@
 imports, and bitwise the same final weights and test predictions as the app's own runs, on every engine."""
 
 import ast
+import functools
 import importlib
 import inspect
 import os
@@ -42,10 +43,10 @@ CASES = {
                    "preprocess": {"impute": "drop", "fit_on": "all", "scaler": "minmax"}}),
         {"engine.name": "tf_keras", "preprocess.impute": "median", "preprocess.scaler": "keras_normalization"}, True),
     # Keras 3 on JAX against Keras 3 on PyTorch from A's initial weights: spirals, dropout and batch norm, B with
-    # Keras Normalization (computed on PyTorch)
+    # Keras Normalization (computed on PyTorch); deterministic ops, without which JAX on a GPU need not repeat
     "spirals-jax-vs-torch": lambda: make_pair(
         DataConfig(dataset="spirals", n_samples=200),
-        parse_run({"training": {"epochs": 2}, "engine": {"name": "keras_jax"},
+        parse_run({"training": {"epochs": 2}, "engine": {"name": "keras_jax"}, "numerics": {"op_determinism": True},
                    "model": {"dropout": 0.2, "batch_norm": True, "hidden": [16]}}),
         {"engine.name": "keras_torch", "preprocess.scaler": "keras_normalization"}, True),
 }
@@ -77,6 +78,8 @@ MORE_CASES = {
                    "optimizer": {"name": "adagrad"}, "numerics": {"dtype": "mixed_float16"}}),
         {"engine.name": "tf_keras", "optimizer.clipvalue": 0.5}),
 }
+# The GPU scenarios, on a machine that shows a GPU (core.presets lists them only there; CI has none).
+GPU_CASES = {name: functools.partial(p.pair, epochs=2) for name, p in PRESETS.items() if p.needs_gpu}
 
 
 def _clean_env():
@@ -85,11 +88,11 @@ def _clean_env():
     return {k: v for k, v in os.environ.items() if k not in drop}
 
 
-@pytest.mark.parametrize("case", list(CASES) + list(MORE_CASES))
+@pytest.mark.parametrize("case", list(CASES) + list(GPU_CASES) + list(MORE_CASES))
 def test_the_exported_script_reproduces_the_app_bitwise(pool, tmp_path, case):
     if case in MORE_CASES and not os.environ.get("DIVERGENCE_LAB_EXPORT_ALL"):
         pytest.skip("set DIVERGENCE_LAB_EXPORT_ALL=1 to run the longer list")
-    pair = {**CASES, **MORE_CASES}[case]()
+    pair = {**CASES, **GPU_CASES, **MORE_CASES}[case]()
     script = tmp_path / SCRIPT_NAME
     script.write_text(standalone_script(pair))
     out = tmp_path / "out"
