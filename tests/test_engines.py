@@ -36,6 +36,9 @@ def test_a_backend_factor_another_engine_ignores_is_reported_not_applied():
     assert "numerics.onednn" in not_applied(jax_run) and "numerics.tf32" not in not_applied(jax_run)
     env = dict(worker_env(jax_run))
     assert env["KERAS_BACKEND"] == "jax" and env["JAX_DEFAULT_MATMUL_PRECISION"] == "highest"
+    precision = {tf32: dict(worker_env(jax_run.with_value("numerics.tf32", tf32)))["JAX_DEFAULT_MATMUL_PRECISION"]
+                 for tf32 in ("default", "on")}
+    assert precision == {"default": None, "on": "tensorfloat32"}, "default leaves JAX's own precision"
     assert env["TF_ENABLE_ONEDNN_OPTS"] is None, "a variable of another framework is unset, never inherited"
     assert dict(worker_env(parse_run({"numerics": {"onednn": "off"}})))["TF_ENABLE_ONEDNN_OPTS"] == "0"
 
