@@ -70,8 +70,7 @@ def figures(result, elapsed: float) -> dict:
         out.update(weights_bitwise_equal=c["weights_bitwise_equal"],
                    initial_max_abs_dw=c["per_epoch"][0]["max_abs"], final_max_abs_dw=c["per_epoch"][-1]["max_abs"],
                    first_divergent_epoch=c["first_divergent_epoch"], max_abs_dp=c["prediction_max_abs_delta"],
-                   class_changes=round(c["disagreement_rate"] * c["compared_samples"]),
-                   compared_samples=c["compared_samples"])
+                   class_changes=c["disagreements"], compared_samples=c["compared_samples"])
     if d := s["diagnosis"]:
         out.update(mechanism=d["mechanism"], sentence=d["sentence"])
     return out

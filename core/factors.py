@@ -240,9 +240,9 @@ FACTORS: tuple[Factor, ...] = (
            "GPU kernels (cuBLAS, cuDNN) sum in a different order from CPU kernels."),
     Factor("numerics.tf32", "TF32 matmuls", NUMERICS, Choice(("default", "on", "off")),
            "On Ampere and newer GPUs TF32 rounds float32 matmul inputs to 10 mantissa bits (no effect on CPU). "
-           "'default' leaves each framework's own choice: on in TensorFlow, JAX's default matmul precision, and in "
-           "PyTorch off for matmuls but on for cuDNN convolutions; off means JAX_DEFAULT_MATMUL_PRECISION=highest on "
-           "JAX and allow_tf32=False on PyTorch."),
+           "'default' leaves each framework's own choice: on in TensorFlow, JAX's default matmul precision, off for "
+           "PyTorch's matmuls; off means JAX_DEFAULT_MATMUL_PRECISION=highest on JAX and allow_tf32=False on "
+           "PyTorch."),
 )
 
 BY_PATH: dict[str, Factor] = {f.path: f for f in FACTORS}

@@ -59,8 +59,8 @@ def test_each_keras_3_engine_is_plain_keras_on_its_backend(pool, tmp_path, engin
                          backend=backend)
     r = _run(pool, make_pair(DataConfig(), run, {}))
     plain.output()
-    with np.load(tmp_path / "plain.npz") as plain:
-        reference = [plain[f"arr_{i}"] for i in range(len(plain.files))]
+    with np.load(tmp_path / "plain.npz") as npz:
+        reference = [npz[f"arr_{i}"] for i in range(len(npz.files))]
     ours = r.weights("a")
     names = ["dense_0/kernel", "dense_0/bias", "dense_1/kernel", "dense_1/bias", "output/kernel", "output/bias"]
     assert sorted(ours) == sorted(names)
@@ -71,6 +71,13 @@ def test_each_keras_3_engine_is_plain_keras_on_its_backend(pool, tmp_path, engin
     assert "Keras 3's 'auto' turns it on with TensorFlow only when a GPU is present, and always with JAX" in \
         BY_PATH["numerics.xla"].mechanism
     assert effective["jit_compile"] == (backend == "jax")  # xla "auto" on this GPU-less machine
+    # TF32 "default" leaves the framework's own choice, read back from it
+    assert "on in TensorFlow, JAX's default matmul precision, off for PyTorch's matmuls" in \
+        BY_PATH["numerics.tf32"].mechanism
+    if backend == "jax":
+        assert effective["matmul_precision"] == "default"
+    else:
+        assert effective["tf32"] is (backend == "tensorflow")
 
 
 PLAIN_NUMPY_TF_SEED = """

@@ -1,8 +1,8 @@
 """What every page starts with, and what pages share."""
 
-import streamlit as st
-
 from collections.abc import Callable
+
+import streamlit as st
 
 from core.batch import plain
 from core.pair import PairResult
