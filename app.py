@@ -6,7 +6,6 @@ processes; the pages only render what they measured.
 
 import streamlit as st
 
-from core.pool import default_pool
 from core.presets import DEFAULT_PRESET
 from ui import run, sidebar, state
 from ui.text import plain
@@ -50,8 +49,6 @@ if training_now:
 try:
     page.run()
 finally:
-    # Once the page is drawn (a page without a result ends in st.stop), get ready for the
-    # first Run: workers start importing TensorFlow, the default data and the chart modules
-    # load, none of them competing with the first page for the CPU.
-    default_pool()
+    # Once the page is drawn (a page without a result ends in st.stop), get ready for the first Run
+    # without competing with the first page for the CPU.
     run.prepare_in_background()

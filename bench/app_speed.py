@@ -2,7 +2,9 @@
 
   first_page_s      server start -> first page rendered (script idle, Run button drawn), with the
                     browser already open; minimal_streamlit_first_page_s is the same for a
-                    three-line Streamlit app, the floor on this machine; medians of --first-pages
+                    three-line Streamlit app, the floor on this machine; widgets_first_page_s is the same
+                    for a ten-line app with the kinds of widgets the first page's sidebar uses (the
+                    browser fetches each kind's code when it first draws one); medians of --first-pages
                     fresh servers of each, alternating (one start varies by a second here)
   run_to_charts_s   press Run (default scenario, warm workers, nothing cached) -> every
                     chart of the Overview drawn, as the page itself timestamps it (a
@@ -71,6 +73,17 @@ def _port() -> int:
 
 
 MINIMAL_APP = 'import streamlit as st\nst.title("Divergence Lab")\nst.sidebar.button("Run")\n'
+WIDGETS_APP = """import streamlit as st
+st.title("Divergence Lab")
+with st.sidebar:
+    st.selectbox("Scenario", ["a", "b"])
+    st.button("Run")
+    st.toggle("Train fresh")
+    with st.expander("Data"):
+        st.number_input("Epochs", value=20)
+        st.text_input("Target column")
+    st.multiselect("B differs in", ["x", "y"])
+"""
 
 
 def start_server(app: Path, port: int, env: dict) -> subprocess.Popen:
@@ -147,11 +160,14 @@ def main() -> None:
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.add_init_script(OVERVIEW_DRAWN)
 
-        minimal = Path(tempfile.mkdtemp(prefix="bench-minimal-")) / "app.py"
+        folder = Path(tempfile.mkdtemp(prefix="bench-minimal-"))
+        minimal, widgets = folder / "app.py", folder / "widgets.py"
         minimal.write_text(MINIMAL_APP)
-        minimal_pages, first_pages = [], []
+        widgets.write_text(WIDGETS_APP)
+        minimal_pages, widgets_pages, first_pages = [], [], []
         for _ in range(args.first_pages):  # alternating, each on a fresh server
             minimal_pages.append(first_page_seconds(page, minimal, env))
+            widgets_pages.append(first_page_seconds(page, widgets, env))
             first_pages.append(first_page_seconds(page, ROOT / "app.py", env))
 
         port = _port()
@@ -185,6 +201,7 @@ def main() -> None:
     figures = {
         "cpus": os.cpu_count(),
         "minimal_streamlit_first_page_s": statistics.median(minimal_pages),
+        "widgets_first_page_s": statistics.median(widgets_pages),
         "first_page_s": statistics.median(first_pages),
         "minimal_streamlit_first_page_all_s": " ".join(f"{t:.3f}" for t in minimal_pages),
         "first_page_all_s": " ".join(f"{t:.3f}" for t in first_pages),
@@ -197,6 +214,7 @@ def main() -> None:
         "naive_fit_only_s": naive_fit,
         "streamlit_rss_mb": rss,
         "first_page_over_minimal": statistics.median(first_pages) / statistics.median(minimal_pages),
+        "widgets_over_minimal": statistics.median(widgets_pages) / statistics.median(minimal_pages),
         "naive_over_run_to_charts": naive_total / run_to_charts,
     }
     print_figures(figures)

@@ -13,9 +13,14 @@ from core.pool import WorkerPool  # noqa: E402
 def pool():
     """Warm workers shared by the training tests (each run still gets a fresh process). It keeps a zygote for
     each of the suite's framework environments (TensorFlow, tf_keras, oneDNN on and off, JAX, PyTorch), so
-    that none is imported twice for want of room."""
+    that none is imported twice for want of room. It is the app's pool (core.pool.default_pool) as well, so that
+    the app's runs in AppTest share its zygotes."""
+    import core.pool
+
     p = WorkerPool(max_workers=4, warm=2, max_zygotes=6)
+    core.pool._default_pool = p  # (standin_workers puts stand-ins in its place for a test)
     yield p
+    core.pool._default_pool = None
     p.shutdown()
 
 
@@ -83,8 +88,13 @@ def private_cache(tmp_path, monkeypatch):
 @pytest.fixture(scope="session")
 def app_test_pages():
     """AppTest forgets between runs that st.navigation switched the legacy pages/ mode off
-    (the real server remembers); mirror the server, as DESIGN.md describes."""
+    (the real server remembers); mirror the server, as DESIGN.md describes. And each AppTest scans every
+    installed package's metadata for Streamlit components (0.15-0.5 s here, 30 times a suite), as a server does
+    once at its start: what is installed does not change while the tests run, so they share one scan."""
+    from streamlit.components.v2 import manifest_scanner
     from streamlit.runtime import pages_manager
+
+    installed_components = manifest_scanner.scan_component_manifests()
 
     original = pages_manager.PagesManager.__init__
 
@@ -94,4 +104,5 @@ def app_test_pages():
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(pages_manager.PagesManager, "__init__", init)
+        patch.setattr(manifest_scanner, "scan_component_manifests", lambda *args, **kwargs: installed_components)
         yield

@@ -50,7 +50,7 @@ def test_keras_3_on_another_backend_draws_other_initial_weights_from_the_same_se
 @pytest.mark.parametrize("legacy, module", [(False, "keras.src"), (True, "tf_keras")])
 def test_tf_keras_is_keras3_unless_legacy_keras_is_asked_for(fresh_facts, legacy, module):
     assert "tf.keras itself is Keras 3 from TensorFlow 2.16 unless TF_USE_LEGACY_KERAS=1" in ENGINE
-    version, where = fresh_facts[f"tf.keras, legacy {legacy}"].output().split()[-2:]
+    version, where = fresh_facts(legacy)["tf.keras"]
     assert tuple(map(int, version.split(".")[:2])) >= (2, 16) and where.startswith(module)
 
 
@@ -120,18 +120,22 @@ def test_each_presets_verdict_names_the_mechanism_its_runs_show(pool, shared_cac
 def test_numpy_and_tf_seeds_leave_keras_initializers_drawing_from_pythons_random(fresh_facts, legacy):
     assert "np.random.seed + tf.random.set_seed leave the Keras initializers drawing from Python's random" in \
         not_reproducible(PRESETS["tf-seed-not-enough"].pair().a)
-    assert fresh_facts[f"initializers, legacy {legacy}"].output().split()[-2:] == ["True", "False"]
+    assert fresh_facts(legacy)["initializers"] == [True, False]
 
+
+# Each script below adds what it reads to `facts`; a fresh interpreter runs several (fresh_facts).
+FACTS_START = "import json, random\nimport numpy as np, tensorflow as tf\nfacts = {}\n"
+FACTS_END = "print(json.dumps(facts))\n"
 
 LIBRARY_FACTS = r"""
-import inspect, json, random
-import numpy as np, tensorflow as tf, keras
+import inspect
+import keras
 from keras.src.trainers.trainer import model_supports_jit
 
 o = keras.optimizers
-facts = {"adam_eps": o.Adam().epsilon, "rmsprop_eps": o.RMSprop().epsilon, "rmsprop_rho": o.RMSprop().rho,
-         "adagrad_eps": o.Adagrad().epsilon, "adagrad_acc": o.Adagrad().initial_accumulator_value,
-         "tf1_adam_eps": inspect.signature(tf.compat.v1.train.AdamOptimizer).parameters["epsilon"].default}
+facts.update({"adam_eps": o.Adam().epsilon, "rmsprop_eps": o.RMSprop().epsilon, "rmsprop_rho": o.RMSprop().rho,
+              "adagrad_eps": o.Adagrad().epsilon, "adagrad_acc": o.Adagrad().initial_accumulator_value,
+              "tf1_adam_eps": inspect.signature(tf.compat.v1.train.AdamOptimizer).parameters["epsilon"].default})
 try:
     o.Adam(clipnorm=1.0, clipvalue=1.0)
     facts["clip_both"] = "accepted"
@@ -151,45 +155,50 @@ model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
 facts["jit_ok"] = model_supports_jit(model)
 tf.config.experimental.enable_op_determinism()
 facts["jit_ok_with_determinism"] = model_supports_jit(model)
-print(json.dumps(facts))
 """
 
 
-TF_KERAS = "import tensorflow as tf; print(tf.__version__); print(tf.keras.Sequential.__module__)"
+TF_KERAS = "facts['tf.keras'] = [tf.__version__, tf.keras.Sequential.__module__]\n"
 
 
 def _initializer_draws(legacy: bool) -> str:
     """One process, two draws each: reseeding Python's random repeats the weights; reseeding NumPy and TF does not."""
-    return ("import random, numpy as np, tensorflow as tf\nimport tf_keras as keras\n" if legacy else
-            "import random, numpy as np, tensorflow as tf, keras\n") + (
+    return ("import tf_keras as keras\n" if legacy else "import keras\n") + (
         "def draw():\n"
         "    return keras.layers.Dense(4, kernel_initializer='glorot_uniform')(np.ones((1, 3), 'float32'))"
         ".numpy().tobytes()\n"
         "random.seed(7); one = draw(); random.seed(7); two = draw()\n"
         "np.random.seed(7); tf.random.set_seed(7); three = draw(); np.random.seed(7); tf.random.set_seed(7); "
         "four = draw()\n"
-        "print(one == two, three == four)\n")
+        "facts['initializers'] = [one == two, three == four]\n")
 
 
 @pytest.fixture(scope="module")
 def fresh_facts():
-    """The scripts that read facts off the installed libraries, each in a fresh interpreter, all started
-    together when the first of their tests asks (each is one process on one core), read by their tests."""
+    """Facts read off the installed libraries, in two fresh interpreters started together when the first of
+    their tests asks (each is one process on one core): tf.keras as installed, and with TF_USE_LEGACY_KERAS=1.
+    Each draws Keras initializers first, before anything seeds Keras. fresh_facts(legacy) is one's facts."""
     env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
     env["TF_CPP_MIN_LOG_LEVEL"] = "3"
-    scripts = {**{f"tf.keras, legacy {legacy}": (TF_KERAS, {"TF_USE_LEGACY_KERAS": "1"} if legacy else {})
-                  for legacy in (False, True)},
-               **{f"initializers, legacy {legacy}": (_initializer_draws(legacy), {}) for legacy in (False, True)},
-               "library": (LIBRARY_FACTS, {})}
-    started = {name: FreshPython(code, env={**env, **extra}) for name, (code, extra) in scripts.items()}
-    yield started
+    started = {legacy: FreshPython(FACTS_START + _initializer_draws(legacy) + TF_KERAS +
+                                   ("" if legacy else LIBRARY_FACTS) + FACTS_END,
+                                   env={**env, **({"TF_USE_LEGACY_KERAS": "1"} if legacy else {})})
+               for legacy in (False, True)}
+    read = {}
+
+    def facts(legacy: bool) -> dict:
+        if legacy not in read:
+            read[legacy] = json.loads(started[legacy].output().splitlines()[-1])
+        return read[legacy]
+
+    yield facts
     for script in started.values():
         script.stop()
 
 
 def test_the_library_defaults_and_behaviours_the_mechanisms_cite(fresh_facts):
     """Each number and behaviour a factor's sentence attributes to Keras or TensorFlow, read off the installed ones."""
-    facts = json.loads(fresh_facts["library"].output().splitlines()[-1])
+    facts = fresh_facts(False)
     said = {path: BY_PATH[path].mechanism for path in BY_PATH}
     assert "Keras uses 1e-7, PyTorch and TF1 use 1e-8" in said["optimizer.epsilon"]
     assert facts["adam_eps"] == facts["rmsprop_eps"] == facts["adagrad_eps"] == 1e-7 and facts["tf1_adam_eps"] == 1e-8

@@ -131,7 +131,8 @@ def test_a_run_that_goes_nan_ends_as_diverged(pool):
 
 def test_a_killed_worker_gives_an_error_and_the_next_run_works(slow_standin_pool):
     pool = slow_standin_pool
-    pair = make_pair(MOONS, parse_run({"training": {"epochs": 300}}), {})
+    # A is killed mid-way; B is short, so that the pair does not wait out a long B.
+    pair = make_pair(MOONS, parse_run({"training": {"epochs": 300}}), {"training.epochs": 3})
 
     def kill_a(key, event):
         if key == "a" and event["type"] == "started":

@@ -10,6 +10,7 @@ import streamlit as st
 from core import data
 from core.config import ConfigError, DataConfig, PairConfig
 from core.pair import MODELS, PairResult, cached_result, full_plan, run_pair
+from core.pool import default_pool
 from ui.text import plain
 
 RESULT, ERROR, TRAINING = "result", "run_error", "training"
@@ -32,11 +33,17 @@ class Throttle:
 
 
 _prepared = threading.Event()
+# How long after the first page's script ends the preparation starts. The browser is still at work then: it fetches
+# the code of each kind of widget the page uses and draws them (about a second after the script here), and the
+# server serves that code; an import holding the server's Python thread, or a worker importing TensorFlow, would
+# slow that down (bench/app_speed.py measures the first page).
+PREPARE_DELAY_S = 1.5
 
 
 def prepare_in_background() -> None:
-    """Once per server, off the script thread and after the first page: what the first Run needs,
-    the default data (scikit-learn) and the chart modules (pandas, Altair)."""
+    """Once per server, off the script thread and after the first page is drawn: what the first Run needs,
+    the worker pool (its workers import TensorFlow), the default data (scikit-learn) and the chart modules
+    (pandas, Altair). A Run before then starts the pool itself."""
     if not _prepared.is_set():
         _prepared.set()
         # narwhals (~35 ms) comes first, on this thread: scikit-learn there and Altair here both import it,
@@ -44,10 +51,13 @@ def prepare_in_background() -> None:
         import narwhals.stable.v1  # noqa: F401
         import narwhals.stable.v2  # noqa: F401
 
-        threading.Thread(target=_prepare, daemon=True).start()
+        timer = threading.Timer(PREPARE_DELAY_S, _prepare)
+        timer.daemon = True
+        timer.start()
 
 
 def _prepare() -> None:
+    default_pool()
     data.load(DataConfig())
     from ui import charts, tables  # noqa: F401
 
