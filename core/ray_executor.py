@@ -9,8 +9,8 @@ A run here is what it is in the pool, to the bit: the task's runtime environment
 one), before its process imports the framework; `max_calls=1` ends the process after
 the run, and the task trains through the worker's own code (core.worker.serve). The app's code travels with
 the job (`working_dir`); each node needs the packages of requirements.txt and ray. Progress and A's initial
-weights for B come back through a Ray queue, results through the object store, and then into the same run
-cache; failures, Stop and timeouts come back as the pool reports them. Imported only where Ray is used.
+weights for B go through the batch's one actor (Mailbox), results through the object store, and then into the
+same run cache; failures, Stop and timeouts come back as the pool reports them. Imported only where Ray is used.
 """
 
 from __future__ import annotations
@@ -54,8 +54,33 @@ def connect(where: str):
     return ray
 
 
-def _train(key: str, job: dict, submitted: float, events, inbox) -> dict:
+class Mailbox:
+    """A batch's messages, in one Ray actor: the runs' progress (and A's initial weights) for the driver, and the
+    initial weights the driver hands a run. An actor is a process of its own, so one per batch (not a Ray Queue
+    for the events and another for each run that starts from A's weights)."""
+
+    def __init__(self):
+        self.events: list = []
+        self.letters: dict = {}
+
+    def post(self, key: str, event: dict) -> None:
+        self.events.append((key, event))
+
+    def collect(self) -> list:
+        events, self.events = self.events, []
+        return events
+
+    def deliver(self, key: str, message: dict) -> None:
+        self.letters[key] = message
+
+    def pick_up(self, key: str) -> dict | None:
+        return self.letters.pop(key, None)
+
+
+def _train(key: str, job: dict, submitted: float, mailbox) -> dict:
     """The task: one run in this fresh process, as a pool worker trains it."""
+    import ray
+
     started = time.time()
     for name in job["unset"]:  # inherited from the node's environment, but not this run's
         os.environ.pop(name, None)
@@ -63,10 +88,13 @@ def _train(key: str, job: dict, submitted: float, events, inbox) -> dict:
 
     fw, K, import_s = worker.import_framework_timed()
 
-    def receive():
-        return inbox.get(timeout=job["timeout_s"])
+    def receive():  # None if nothing came in time (the run then says its peer's weights never arrived)
+        deadline = time.monotonic() + job["timeout_s"]
+        while (message := ray.get(mailbox.pick_up.remote(key))) is None and time.monotonic() < deadline:
+            time.sleep(POLL_S)
+        return message
 
-    result = worker.serve(fw, K, job, import_s, lambda event: events.put((key, event)), receive)
+    result = worker.serve(fw, K, job, import_s, lambda event: ray.get(mailbox.post.remote(key, event)), receive)
     result["queued_s"] = max(0.0, started - submitted)
     return result
 
@@ -76,15 +104,14 @@ def run_jobs(jobs: list[Job], on_event: Progress | None = None, cancel: threadin
              where: str | None = None) -> dict[str, dict]:
     """core.pool.run_jobs on Ray: key -> the run's result message or an error message; never raises for a run."""
     ray = connect(where or address() or "local")
-    from ray.util.queue import Queue
 
     task = ray.remote(max_calls=1, num_cpus=1, max_retries=0)(_train)
     on_event = on_event or (lambda key, event: None)
     cancel = cancel or threading.Event()
     initial = dict(initial or {})
-    events = Queue()
+    mailbox = ray.remote(num_cpus=0)(Mailbox).remote()
     pending = list(jobs)
-    active: dict[str, tuple] = {}  # key -> (object ref, job, submitted, its inbox or None, initial weights sent)
+    active: dict[str, tuple] = {}  # key -> (object ref, job, submitted, initial weights sent)
     results: dict[str, dict] = {}
 
     def finish(key: str, outcome: dict, notify: bool = True) -> None:
@@ -104,8 +131,7 @@ def run_jobs(jobs: list[Job], on_event: Progress | None = None, cancel: threadin
             on_event(key, end_event(outcome))
 
     def drain() -> None:
-        while not events.empty():
-            key, event = events.get()
+        for key, event in ray.get(mailbox.collect.remote()):
             if event["type"] == "init":
                 initial[key] = event["weights"]
             elif event["type"] == "epoch" and key in active:
@@ -123,14 +149,13 @@ def run_jobs(jobs: list[Job], on_event: Progress | None = None, cancel: threadin
                 env = dict(worker_env(job.run))
                 # (CUDA_VISIBLE_DEVICES left unset by the run stays Ray's: the GPUs Ray gave the task)
                 unset = [k for k, v in env.items() if v is None and k != "CUDA_VISIBLE_DEVICES"]
-                inbox = Queue() if job.init_from else None
                 message = {"type": "job", "run": job.run, "data": job.data, "init_from_peer": bool(job.init_from),
                            "then": job.then, "timeout_s": timeout_s, "unset": unset}
                 submitted = time.time()
                 ref = task.options(runtime_env={"env_vars": {k: v for k, v in env.items() if v is not None}},
                                    name=f"divergence-lab {job.key}").remote(
-                    job.key, message, submitted, events, inbox)
-                active[job.key] = (ref, job, submitted, inbox, False)
+                    job.key, message, submitted, mailbox)
+                active[job.key] = (ref, job, submitted, False)
                 on_event(job.key, {"type": "started"})
             refs = {entry[0]: key for key, entry in active.items()}
             done, _ = ray.wait(list(refs), num_returns=len(refs), timeout=POLL_S) if refs else ([], [])
@@ -144,14 +169,15 @@ def run_jobs(jobs: list[Job], on_event: Progress | None = None, cancel: threadin
                                                            f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"}
                 finish(key, outcome)
             now = time.time()
-            for key, (ref, job, submitted, inbox, sent) in list(active.items()):
+            for key, (ref, job, submitted, sent) in list(active.items()):
                 if now - submitted > timeout_s:
                     finish(key, {"type": "error", "message": f"timed out after {timeout_s:.0f} s; the Ray task "
                                                              "was stopped"})
-                elif inbox is not None and not sent:
+                elif job.init_from and not sent:
                     if job.init_from in initial:
-                        inbox.put({"type": "init_weights", "weights": initial[job.init_from]})
-                        active[key] = (ref, job, submitted, inbox, True)
+                        letter = {"type": "init_weights", "weights": initial[job.init_from]}
+                        ray.get(mailbox.deliver.remote(key, letter))
+                        active[key] = (ref, job, submitted, True)
                     elif job.init_from in results:
                         finish(key, {"type": "error", "message": NO_INIT.format(job.init_from)})
     finally:  # the caller was interrupted (e.g. Streamlit's Stop): end every task, report nothing
