@@ -1,6 +1,7 @@
 """The first page in AppTest: the causes with their scenarios, one click to run one, the default's cached result."""
 
 import dataclasses
+import time
 
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -77,3 +78,25 @@ def test_a_first_visit_opens_on_the_default_scenarios_cached_result(app_test_pag
     shown = at.session_state["result"]
     assert shown.cached and shown.summary == trained.summary
     assert {m.label for m in at.metric} >= {"Largest prediction gap"} and not at.main.button
+
+
+def test_the_workers_start_only_after_the_first_page(app_test_pages, standin_workers, monkeypatch):
+    """The first page is drawn before anything competes with it for the CPU; the pool starts its workers (and the
+    first Run's modules load) PREPARE_DELAY_S later, so that a first Run finds warm workers."""
+    import threading
+
+    import core.pool
+    from ui import run
+
+    monkeypatch.setattr(run, "_prepared", threading.Event())  # as on a fresh server
+    monkeypatch.setattr(run, "PREPARE_DELAY_S", 0.5)
+    at = _app()
+    at.run()
+    assert not at.exception and core.pool._default_pool is None  # nothing started while the page was drawn
+    deadline = time.monotonic() + 30
+    while core.pool._default_pool is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    pool = core.pool._default_pool
+    assert pool is not None and pool.live() == pool.warm_target > 0
+    pool.wait_warm()
+    assert all(worker.ready_at for worker in pool.idle)
