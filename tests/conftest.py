@@ -18,7 +18,11 @@ def pool():
     import core.pool
 
     p = WorkerPool(max_workers=4, warm=2, max_zygotes=6)
-    core.pool._default_pool = p  # (standin_workers puts stand-ins in its place for a test)
+    # (standin_workers puts stand-ins in its place for a test.) An app pool started before this one, by an
+    # earlier AppTest's first page, would otherwise keep its warm workers to the end of the session.
+    replaced, core.pool._default_pool = core.pool._default_pool, p
+    if replaced is not None:
+        replaced.shutdown()
     yield p
     core.pool._default_pool = None
     p.shutdown()
