@@ -482,13 +482,15 @@ Progress = Callable[[str, dict], None]
 
 def run_jobs(pool: WorkerPool, jobs: list[Job], on_event: Progress | None = None,
              cancel: threading.Event | None = None, timeout_s: float = DEFAULT_TIMEOUT_S,
-             initial: dict[str, dict] | None = None, on_result: Progress | None = None) -> dict[str, dict]:
+             initial: dict[str, dict] | None = None, on_result: Progress | None = None,
+             on_init: Progress | None = None) -> dict[str, dict]:
     """Run every job in its own fresh worker, in parallel as capacity allows.
 
     Returns key -> the worker's result message ({"type": "result", ...}) or an error
     ({"type": "error", "message": ...}). Never raises for a failed run. `initial` holds
     initial weights known beforehand (key -> name -> array) for jobs whose `init_from`
-    is not in this batch; `on_result(key, result)` sees each result as soon as it ends.
+    is not in this batch; `on_result(key, result)` sees each result as soon as it ends,
+    `on_init(key, weights)` each run's initial weights as soon as it has built its model.
     """
     on_event = on_event or (lambda key, event: None)
     cancel = cancel or threading.Event()
@@ -533,7 +535,7 @@ def run_jobs(pool: WorkerPool, jobs: list[Job], on_event: Progress | None = None
                 if key in active:
                     on_event(key, {"type": "started", "pid": active[key][0].proc.pid})
             for key, (worker, job, submitted) in list(active.items()):
-                _drain(key, worker, submitted, initial, on_event, finish, timeout_s)
+                _drain(key, worker, submitted, initial, on_event, finish, timeout_s, on_init)
             for key in list(awaiting_init):
                 if key not in active:  # it ended meanwhile (crashed, timed out)
                     awaiting_init.remove(key)
@@ -589,7 +591,8 @@ def _send(worker: Worker, message: dict) -> None:
         pass
 
 
-def _drain(key, worker: Worker, submitted: float, initial: dict, on_event, finish, timeout_s: float) -> None:
+def _drain(key, worker: Worker, submitted: float, initial: dict, on_event, finish, timeout_s: float,
+           on_init: Progress | None) -> None:
     while True:
         try:
             message = worker.messages.get_nowait()
@@ -598,6 +601,8 @@ def _drain(key, worker: Worker, submitted: float, initial: dict, on_event, finis
         kind = message["type"]
         if kind == "init":
             initial[key] = message["weights"]
+            if on_init is not None:
+                on_init(key, message["weights"])
         elif kind == "epoch":
             on_event(key, message)
         elif kind in ("result", "error"):

@@ -1,16 +1,19 @@
-"""Ray as the executor of a batch: each run a Ray task in a fresh worker process that serves that run only.
+"""Ray as the executor of a batch: on each node a worker pool (core.pool) in one Ray actor, each run a fresh process.
 
 Chosen by an address, `DIVERGENCE_LAB_RAY` in the environment or `--ray ADDRESS` on the command line:
 "auto" (the cluster this machine belongs to), "ray://host:10001" (a remote one), or "local" (start one on
 this machine for this process). With none set, the local worker pool (core.pool) runs every batch.
 
-A run here is what it is in the pool, to the bit: the task's runtime environment sets the run's variables
-(core.engines.worker_env), and the task unsets those the run wants unset (a runtime environment can only set
-one), before its process imports the framework; `max_calls=1` ends the process after
-the run, and the task trains through the worker's own code (core.worker.serve). The app's code travels with
-the job (`working_dir`); each node needs the packages of requirements.txt and ray. Progress and A's initial
-weights for B go through the batch's one actor (Mailbox), results through the object store, and then into the
-same run cache; failures, Stop and timeouts come back as the pool reports them. Imported only where Ray is used.
+A run here is what it is in the pool, to the bit, because it is the pool's run: each node's actor (NodePool)
+holds that node's CPUs (and GPUs) and runs a `core.pool.WorkerPool` sized to them, so every run trains in a
+fresh process that serves that run only, its variables (core.engines.worker_env) set before its framework is
+imported, forked from a zygote that imported the framework once per node and environment. That is what makes
+Ray as fast as the pool: a Ray worker process per run would import Ray and the framework again for each run.
+The app's code travels with the job (`working_dir`); each node needs the packages of requirements.txt and ray.
+The driver hands runs to nodes as they have room, relays A's initial weights to the runs that start from them,
+and collects progress and results through the actors' calls; results go into the same run cache; failures,
+Stop and timeouts come back as the pool reports them. The actors stay for the next batch and give their nodes
+back after IDLE_RELEASE_S without one. Imported only where Ray is used.
 """
 
 from __future__ import annotations
@@ -18,17 +21,20 @@ from __future__ import annotations
 import os
 import threading
 import time
+import uuid
 from pathlib import Path
 
 from core.config import ConfigError
-from core.engines import worker_env
-from core.pool import NO_INIT, Job, Progress, cancel_all, end_event, may_start
+from core.pool import Job, Progress, WorkerPool, cancel_all, end_event, may_start
+from core.pool import run_jobs as run_in_pool
 
 RAY_ENV = "DIVERGENCE_LAB_RAY"
 RAY_INSTALL = "pip install ray==2.60.0"
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_EXCLUDES = [".git", "test-artifacts", "bench", "tests", "*.png"]  # what a job's working_dir leaves out
 POLL_S = 0.05
+IDLE_RELEASE_S = 300.0  # the node pools give their nodes back after this long without a batch
+NODE_SILENT_S = 60.0  # a node pool that answers no call for this long is taken for gone
 
 
 def address() -> str | None:
@@ -54,88 +60,178 @@ def connect(where: str):
     return ray
 
 
-class Mailbox:
-    """A batch's messages, in one Ray actor: the runs' progress (and A's initial weights) for the driver, and the
-    initial weights the driver hands a run. An actor is a process of its own, so one per batch (not a Ray Queue
-    for the events and another for each run that starts from A's weights)."""
+class NodePool:
+    """One node's worker pool (core.pool.WorkerPool), in a Ray actor that holds the node's CPUs: the runs of any
+    batch, each through `core.pool.run_jobs` on a thread of its own, their messages kept per batch until the
+    driver collects them."""
 
-    def __init__(self):
-        self.events: list = []
-        self.letters: dict = {}
+    def __init__(self, slots: int):
+        # Ray sets OMP_NUM_THREADS to an actor's CPUs where the node's environment has none
+        # (ray._private.utils.set_omp_num_threads_if_unset); the runs see the node's own environment, as in its pool.
+        if os.environ.get("OMP_NUM_THREADS") == str(slots):
+            del os.environ["OMP_NUM_THREADS"]
+        self.pool = WorkerPool(max_workers=slots)
+        self.lock = threading.Lock()
+        self.outbox: dict[str, list] = {}  # batch -> [(key, event)], oldest first
+        self.running: dict[tuple[str, str], threading.Event] = {}  # (batch, key) -> that run's Stop
 
-    def post(self, key: str, event: dict) -> None:
-        self.events.append((key, event))
+    def slots(self) -> int:
+        return self.pool.capacity
 
-    def collect(self) -> list:
-        events, self.events = self.events, []
-        return events
+    def warm(self) -> int:
+        """The slots, once the warm workers have imported their framework (for benchmarks: the pool's wait_warm)."""
+        self.pool.wait_warm()
+        return self.pool.capacity
 
-    def deliver(self, key: str, message: dict) -> None:
-        self.letters[key] = message
+    def start(self, batch: str, job: Job, initial: dict, timeout_s: float) -> None:
+        stop = threading.Event()
+        with self.lock:
+            self.running[(batch, job.key)] = stop
+        threading.Thread(target=self._run, args=(batch, job, initial, timeout_s, stop), daemon=True).start()
 
-    def pick_up(self, key: str) -> dict | None:
-        return self.letters.pop(key, None)
+    def _post(self, batch: str, key: str, event: dict) -> None:
+        with self.lock:
+            if (batch, key) in self.running:  # nothing more from a run the driver stopped
+                self.outbox.setdefault(batch, []).append((key, event))
+
+    def _run(self, batch: str, job: Job, initial: dict, timeout_s: float, stop: threading.Event) -> None:
+        def progress(key: str, event: dict) -> None:
+            if event["type"] in ("started", "epoch"):  # its end comes as the outcome
+                self._post(batch, key, event)
+
+        outcome = run_in_pool(self.pool, [job], progress, stop, timeout_s, initial, on_init=lambda key, weights:
+                              self._post(batch, key, {"type": "init", "weights": weights}))[job.key]
+        self._post(batch, job.key, {"type": "outcome", "outcome": outcome})
+        with self.lock:
+            self.running.pop((batch, job.key), None)
+
+    def collect(self, batch: str) -> list:
+        with self.lock:
+            return self.outbox.pop(batch, [])
+
+    def stop(self, batch: str, key: str) -> None:
+        """End a run (its worker is killed) and drop what it left uncollected."""
+        with self.lock:
+            stop = self.running.pop((batch, key), None)
+            left = [m for m in self.outbox.pop(batch, []) if m[0] != key]
+            if left:
+                self.outbox[batch] = left
+        if stop is not None:
+            stop.set()
 
 
-def _train(key: str, job: dict, submitted: float, mailbox) -> dict:
-    """The task: one run in this fresh process, as a pool worker trains it."""
-    import ray
+_nodes: tuple | None = None  # (Ray job id, [(NodePool actor, slots)]) kept between batches
+_nodes_lock = threading.Lock()
+_starting = threading.Lock()
+_batches_running = 0
+_release_timer: threading.Timer | None = None
 
-    started = time.time()
-    for name in job["unset"]:  # inherited from the node's environment, but not this run's
-        os.environ.pop(name, None)
-    from core import worker
 
-    fw, K, import_s = worker.import_framework_timed()
+def node_pools(ray) -> list[tuple]:
+    """(actor, slots) for every node of the cluster that has CPUs: started by this Ray job's first batch, then
+    kept until IDLE_RELEASE_S pass without a batch (a Ray actor ends once no handle to it is left)."""
+    global _nodes
+    job = ray.get_runtime_context().get_job_id()
+    with _starting:  # one set of node pools, however many sessions start a batch at once
+        with _nodes_lock:
+            if _nodes is not None and _nodes[0] == job:
+                return _nodes[1]
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    def receive():  # None if nothing came in time (the run then says its peer's weights never arrived)
-        deadline = time.monotonic() + job["timeout_s"]
-        while (message := ray.get(mailbox.pick_up.remote(key))) is None and time.monotonic() < deadline:
-            time.sleep(POLL_S)
-        return message
+        started = []
+        for node in ray.nodes():
+            cpus = int(node["Resources"].get("CPU", 0))
+            if node["Alive"] and cpus:
+                started.append(ray.remote(NodePool).options(
+                    num_cpus=cpus, num_gpus=node["Resources"].get("GPU", 0), max_concurrency=64,
+                    scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)).remote(cpus))
+        refs = [actor.slots.remote() for actor in started]
+        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=NODE_SILENT_S)
+        pools = [(actor, ray.get(ref)) for actor, ref in zip(started, refs) if ref in ready]
+        if not pools:
+            raise ConfigError(f"{RAY_ENV}: no node of the Ray cluster had its CPUs free for a worker pool within "
+                              f"{NODE_SILENT_S:.0f} s")
+        with _nodes_lock:
+            _nodes = (job, pools)
+        return pools
 
-    result = worker.serve(fw, K, job, import_s, lambda event: ray.get(mailbox.post.remote(key, event)), receive)
-    result["queued_s"] = max(0.0, started - submitted)
-    return result
+
+def _hold_nodes(ray) -> list[tuple]:
+    global _batches_running
+    with _nodes_lock:
+        _batches_running += 1
+        if _release_timer is not None:
+            _release_timer.cancel()
+    try:
+        return node_pools(ray)
+    except BaseException:
+        _let_go_of_nodes()
+        raise
+
+
+def _let_go_of_nodes() -> None:
+    global _batches_running, _release_timer
+    with _nodes_lock:
+        _batches_running -= 1
+        if not _batches_running:
+            _release_timer = threading.Timer(IDLE_RELEASE_S, _release_nodes)
+            _release_timer.daemon = True
+            _release_timer.start()
+
+
+def _release_nodes() -> None:
+    global _nodes
+    with _nodes_lock:
+        if not _batches_running:
+            _nodes = None  # the actors end with their last handle
+
+
+def _collect(ray, actors: list, batch: str) -> list[list | str]:
+    """Each node's new messages for `batch`, or why there are none: its actor is gone or silent."""
+    refs = [actor.collect.remote(batch) for actor in actors]
+    ready, _ = ray.wait(refs, num_returns=len(refs), timeout=NODE_SILENT_S)
+    answers = []
+    for ref in refs:
+        if ref not in ready:
+            answers.append(f"the Ray node's worker pool stopped answering for {NODE_SILENT_S:.0f} s")
+            continue
+        try:
+            answers.append(ray.get(ref))
+        except Exception as e:  # the actor died (its node, its process) or Ray failed the call
+            answers.append(f"the Ray node's worker pool ended: {type(e).__name__}: {str(e).splitlines()[0][:200]}")
+    return answers
 
 
 def run_jobs(jobs: list[Job], on_event: Progress | None = None, cancel: threading.Event | None = None,
              timeout_s: float = 900, initial: dict[str, dict] | None = None, on_result: Progress | None = None,
              where: str | None = None) -> dict[str, dict]:
     """core.pool.run_jobs on Ray: key -> the run's result message or an error message; never raises for a run."""
+    global _nodes
+    if not jobs:  # (every run of the batch came from the cache)
+        return {}
     ray = connect(where or address() or "local")
-
-    task = ray.remote(max_calls=1, num_cpus=1, max_retries=0)(_train)
     on_event = on_event or (lambda key, event: None)
     cancel = cancel or threading.Event()
     initial = dict(initial or {})
-    mailbox = ray.remote(num_cpus=0)(Mailbox).remote()
+    nodes = _hold_nodes(ray)
+    batch = uuid.uuid4().hex  # the node pools serve every batch of this process at once
+    load = [0] * len(nodes)
     pending = list(jobs)
-    active: dict[str, tuple] = {}  # key -> (object ref, job, submitted, initial weights sent)
+    active: dict[str, tuple[int, Job, float]] = {}  # key -> (node, job, submitted)
     results: dict[str, dict] = {}
 
     def finish(key: str, outcome: dict, notify: bool = True) -> None:
-        ref, job, submitted = active.pop(key)[:3]
+        node, job, submitted = active.pop(key)
+        load[node] -= 1
         if outcome["type"] == "result":
-            queued = outcome.pop("queued_s", 0.0)
-            outcome["timings"]["worker_wait_s"] = queued
-            ended = time.time()
-            outcome["timings"]["total_s"] = ended - submitted
-            outcome["timings"]["ended_at"] = ended  # wall clock: spans of runs across processes
-        else:
-            ray.cancel(ref, force=True)
+            outcome["timings"]["total_s"] = time.time() - submitted
+        else:  # (a run that ended by itself has nothing left to stop)
+            nodes[node][0].stop.remote(batch, key)
         results[key] = outcome
         if on_result is not None and outcome["type"] == "result":
             on_result(key, outcome)
         if notify:
             on_event(key, end_event(outcome))
-
-    def drain() -> None:
-        for key, event in ray.get(mailbox.collect.remote()):
-            if event["type"] == "init":
-                initial[key] = event["weights"]
-            elif event["type"] == "epoch" and key in active:
-                on_event(key, event)
 
     try:
         while pending or active:
@@ -143,44 +239,37 @@ def run_jobs(jobs: list[Job], on_event: Progress | None = None, cancel: threadin
                 cancel_all(active, pending, finish, results)
                 break
             for job in list(pending):
-                if not may_start(job, pending, initial, active, results):
+                # one that starts from another's initial weights is sent with them
+                if not may_start(job, pending, initial, active, results) or job.init_from not in (None, *initial):
                     continue
+                node = min(range(len(nodes)), key=lambda n: load[n] / nodes[n][1])
+                if load[node] >= nodes[node][1]:
+                    break
                 pending.remove(job)
-                env = dict(worker_env(job.run))
-                # (CUDA_VISIBLE_DEVICES left unset by the run stays Ray's: the GPUs Ray gave the task)
-                unset = [k for k, v in env.items() if v is None and k != "CUDA_VISIBLE_DEVICES"]
-                message = {"type": "job", "run": job.run, "data": job.data, "init_from_peer": bool(job.init_from),
-                           "then": job.then, "timeout_s": timeout_s, "unset": unset}
-                submitted = time.time()
-                ref = task.options(runtime_env={"env_vars": {k: v for k, v in env.items() if v is not None}},
-                                   name=f"divergence-lab {job.key}").remote(
-                    job.key, message, submitted, mailbox)
-                active[job.key] = (ref, job, submitted, False)
-                on_event(job.key, {"type": "started"})
-            refs = {entry[0]: key for key, entry in active.items()}
-            done, _ = ray.wait(list(refs), num_returns=len(refs), timeout=POLL_S) if refs else ([], [])
-            drain()  # a finished run's last epochs (and A's initial weights) before its result
-            for ref in done:
-                key = refs[ref]
-                try:
-                    outcome = ray.get(ref)
-                except Exception as e:  # the task's process died (crash, out of memory) or Ray failed it
-                    outcome = {"type": "error", "message": f"the Ray task ended without a result: "
-                                                           f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"}
-                finish(key, outcome)
-            now = time.time()
-            for key, (ref, job, submitted, sent) in list(active.items()):
-                if now - submitted > timeout_s:
-                    finish(key, {"type": "error", "message": f"timed out after {timeout_s:.0f} s; the Ray task "
-                                                             "was stopped"})
-                elif job.init_from and not sent:
-                    if job.init_from in initial:
-                        letter = {"type": "init_weights", "weights": initial[job.init_from]}
-                        ray.get(mailbox.deliver.remote(key, letter))
-                        active[key] = (ref, job, submitted, True)
-                    elif job.init_from in results:
-                        finish(key, {"type": "error", "message": NO_INIT.format(job.init_from)})
-    finally:  # the caller was interrupted (e.g. Streamlit's Stop): end every task, report nothing
+                given = {job.init_from: initial[job.init_from]} if job.init_from else {}
+                nodes[node][0].start.remote(batch, job, given, timeout_s)
+                active[job.key] = (node, job, time.time())
+                load[node] += 1
+            busy = sorted({node for node, _, _ in active.values()})
+            for node, messages in zip(busy, _collect(ray, [nodes[n][0] for n in busy], batch)):
+                if isinstance(messages, str):
+                    with _nodes_lock:
+                        _nodes = None  # the next batch starts node pools afresh
+                    for key in [k for k, (n, _, _) in active.items() if n == node]:
+                        finish(key, {"type": "error", "message": messages})
+                    continue
+                for key, event in messages:
+                    if key not in active:
+                        continue
+                    if event["type"] == "init":
+                        initial[key] = event["weights"]
+                    elif event["type"] == "outcome":
+                        finish(key, event["outcome"])
+                    else:
+                        on_event(key, event)
+            cancel.wait(POLL_S)
+    finally:  # the caller was interrupted (e.g. Streamlit's Stop): end every run, report nothing
         for key in list(active):
             finish(key, {"type": "error", "message": "interrupted"}, notify=False)
+        _let_go_of_nodes()
     return results

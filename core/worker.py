@@ -184,7 +184,7 @@ def serve(fw, K, job: dict, import_s: float, emit, receive) -> dict:
     """Train one job; its result message, or an error message naming the cause (the parent reports it).
 
     `emit(event)` sends progress and A's initial weights; `receive()` returns the next message for this run
-    (its peer's initial weights). Workers of the pool use their pipes; a Ray task its batch's mailbox.
+    (its peer's initial weights), through the worker's pipes.
     """
     job["import_s"] = import_s
     try:

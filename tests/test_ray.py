@@ -1,6 +1,8 @@
-"""Batches on Ray: a local Ray cluster started here, each run a task in its own fresh process, bitwise the pool's."""
+"""Batches on Ray: a local Ray cluster started here, its node's worker pool in a Ray actor, each run a fresh process,
+bitwise the pool's."""
 
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -55,7 +57,7 @@ def test_a_batch_on_ray_is_bitwise_the_batch_in_the_pool(local_ray, pool, tmp_pa
     assert {n for n, e in events if e["type"] == "done"} == {"A", "B"}
 
 
-def test_a_failed_run_and_stop_come_back_from_ray_as_from_the_pool(local_ray, tmp_path):
+def test_a_failed_run_a_dead_node_pool_and_stop_come_back_from_ray_as_from_the_pool(local_ray, tmp_path):
     ds = load(MOONS)
     gpu = make_pair(MOONS, parse_run({"training": {"epochs": 1}, "engine": {"name": "keras_jax"},
                                       "numerics": {"device": "gpu"}}), {"numerics.device": "cpu"}, True)
@@ -63,6 +65,16 @@ def test_a_failed_run_and_stop_come_back_from_ray_as_from_the_pool(local_ray, tm
     assert "numerics.device: 'gpu' was asked for, but jax sees no GPU" in failed["A"]["message"]
     assert failed["B"]["message"] == "not run: A failed before its initial weights"
     long = make_pair(MOONS, parse_run({"training": {"epochs": 400, "batch_size": 4}}), {}, False)
+    (node_pool, slots), = ray_executor.node_pools(local_ray)
+    assert slots == 2  # the cluster's one node, its 2 CPUs
+
+    def kill_the_node_pool_at_first_epoch(name, event):
+        if event["type"] == "epoch":
+            local_ray.kill(node_pool)
+
+    lost = run_batch(pair_plan(long, "A", "B"), ds, cache=RunCache(tmp_path), on_event=kill_the_node_pool_at_first_epoch)
+    assert all(o["message"].startswith("the Ray node's worker pool ended: ActorDiedError") for o in lost.values()), lost
+    # the next batch runs on a new node pool
     cancel = threading.Event()
 
     def stop_at_first_epoch(name, event):
@@ -72,11 +84,15 @@ def test_a_failed_run_and_stop_come_back_from_ray_as_from_the_pool(local_ray, tm
     stopped = run_batch(pair_plan(long, "A", "B"), ds, cancel=cancel, cache=RunCache(tmp_path),
                         on_event=stop_at_first_epoch)
     assert all(o.get("cancelled") for o in stopped.values()), stopped
+    assert ray_executor.node_pools(local_ray)[0][0] != node_pool
 
 
-def test_a_sweep_runs_on_ray_from_the_command_line(local_ray, tmp_path, capsys, monkeypatch):
+def test_a_sweep_runs_on_ray_from_the_command_line_and_then_gives_the_node_back(local_ray, tmp_path, capsys,
+                                                                                monkeypatch):
     from core.__main__ import main
 
+    assert local_ray.available_resources().get("CPU", 0) == 0  # the node pool of the tests before holds both
+    monkeypatch.setattr(ray_executor, "IDLE_RELEASE_S", 0.1)
     monkeypatch.setenv(ray_executor.RAY_ENV, "local")  # (--ray sets it for the process; this test's ends with it)
     out = tmp_path / "sweep"
     code = main(["sweep", "--preset", "adam-epsilon", "--epochs", "1", "--factor", "optimizer.epsilon",
@@ -84,4 +100,8 @@ def test_a_sweep_runs_on_ray_from_the_command_line(local_ray, tmp_path, capsys, 
     assert code == 0, capsys.readouterr()
     assert "4 runs: 2 seeds x (1 value + A)" in capsys.readouterr().out
     assert (out / "sweep.csv").read_text().count("\n") == 1 + 2 + 1  # header, 2 values x seeds, 1 pair of seeds
-
+    # IDLE_RELEASE_S after the batch the node pool ends, and the node's CPUs are the cluster's again
+    deadline = time.monotonic() + 30
+    while local_ray.available_resources().get("CPU", 0) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert local_ray.available_resources().get("CPU", 0) == 2
