@@ -157,6 +157,13 @@ def node_pools(ray) -> list[tuple]:
         return pools
 
 
+def prepare(where: str | None = None) -> None:
+    """Start the node pools ahead of the first batch, as the app starts its local pool before the first Run;
+    unused, they give their nodes back after IDLE_RELEASE_S."""
+    _hold_nodes(connect(where or address() or "local"))
+    _let_go_of_nodes()
+
+
 def _hold_nodes(ray) -> list[tuple]:
     global _batches_running
     with _nodes_lock:

@@ -105,3 +105,30 @@ def test_a_sweep_runs_on_ray_from_the_command_line_and_then_gives_the_node_back(
     while local_ray.available_resources().get("CPU", 0) < 2 and time.monotonic() < deadline:
         time.sleep(0.1)
     assert local_ray.available_resources().get("CPU", 0) == 2
+
+
+def test_the_apps_first_page_starts_the_node_pools_that_then_serve_two_sessions_at_once(local_ray, monkeypatch,
+                                                                                        tmp_path):
+    import core.pool
+    from ui import run
+
+    monkeypatch.setattr(core.pool, "_default_pool", None)
+    assert local_ray.available_resources().get("CPU", 0) == 2  # the test before gave the node back
+    run._prepare()  # what the first page starts PREPARE_DELAY_S after it is drawn
+    assert core.pool._default_pool is None
+    assert local_ray.available_resources().get("CPU", 0) == 0 and ray_executor.node_pools(local_ray)[0][1] == 2
+    # two sessions' batches at once on that node pool, each A the other's B: every run comes back to its batch
+    ds, results = load(MOONS), {}
+
+    def batch(a_seed: int, b_seed: int) -> None:
+        pair = make_pair(MOONS, parse_run({"training": {"epochs": 2}, "seeding": {"seed": a_seed}}),
+                         {"seeding.seed": b_seed}, False)
+        results[a_seed] = run_batch(pair_plan(pair, "A", "B"), ds, cache=RunCache(tmp_path / str(a_seed)))
+
+    sessions = [threading.Thread(target=batch, args=seeds) for seeds in ((1, 2), (2, 1))]
+    for session in sessions:
+        session.start()
+    for session in sessions:
+        session.join(timeout=120)
+    assert _same(results[1]["A"], results[2]["B"]) and _same(results[1]["B"], results[2]["A"])
+    assert not _same(results[1]["A"], results[1]["B"])

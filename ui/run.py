@@ -7,7 +7,7 @@ import time
 
 import streamlit as st
 
-from core import data
+from core import data, ray_executor
 from core.config import ConfigError, DataConfig, PairConfig
 from core.pair import MODELS, PairResult, cached_result, full_plan, run_pair
 from core.pool import default_pool
@@ -42,8 +42,8 @@ PREPARE_DELAY_S = 1.5
 
 def prepare_in_background() -> None:
     """Once per server, off the script thread and after the first page is drawn: what the first Run needs,
-    the worker pool (its workers import TensorFlow), the default data (scikit-learn) and the chart modules
-    (pandas, Altair). A Run before then starts the pool itself."""
+    the worker pool (its workers import TensorFlow; on Ray, the node pools), the default data (scikit-learn) and
+    the chart modules (pandas, Altair). A Run before then starts the pool itself."""
     if not _prepared.is_set():
         _prepared.set()
         # narwhals (~35 ms) comes first, on this thread: scikit-learn there and Altair here both import it,
@@ -57,7 +57,13 @@ def prepare_in_background() -> None:
 
 
 def _prepare() -> None:
-    default_pool()
+    if ray_executor.address():  # the batches run on Ray: its node pools, no local one
+        try:
+            ray_executor.prepare()
+        except ConfigError:  # (the first Run says why)
+            pass
+    else:
+        default_pool()
     data.load(DataConfig())
     from ui import charts, tables  # noqa: F401
 
