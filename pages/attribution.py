@@ -21,8 +21,7 @@ seeds = st.number_input("Other seeds for the noise floor", min_value=1, max_valu
 plan = {**analysis.attribution_plan(pair), **analysis.noise_plan(pair, seeds), **analysis.run_twice_plan(pair)}
 says, epochs = run.batch_cost(plan, result.summary["data"]["fingerprint"])
 st.write(f"The analysis plans A and B, A and B with one factor swapped for each of the {len(pair.b_differs)} "
-         f"differing factors, A with {seeds} other seeds, and A once more: {says}, as many at once as "
-         "the workers allow.")
+         f"differing factors, A with {seeds} other seeds, and A once more: {says}.")
 key = f"analysis:{result.summary['key']}:{seeds}"
 if st.button("Run the analysis", type="primary") and \
         (done := run.run_batch(pair, plan, "Analysis", epochs)) is not None:

@@ -65,7 +65,7 @@ plan = sweep.sweep_plan(pair, plan_of)
 says, epochs = run.batch_cost(plan, ds.fingerprint())
 shown = ", ".join(format_value(plan_of.path, v) for v in plan_of.values)
 st.write((f"Values: {shown}. " if plan_of.values else "") + f"{sweep.describe(plan_of)} = {len(plan)} runs (a "
-         f"value equal to A's is A's run): {says}, as many at once as the workers allow.")
+         f"value equal to A's is A's run): {says}.")
 if st.button("Run the sweep", type="primary"):
     outcomes = run.run_batch(pair, plan, "Sweep", epochs)
     if outcomes is not None:

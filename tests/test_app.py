@@ -225,7 +225,8 @@ def test_attribution_page_runs_the_batch_and_shows_the_shares(app_test_pages, st
     at.run()
     # A, B and A again come from the pair (A again checked its diagnosis); A with epsilon swapped is B:
     # B with it set back and one seed to train.
-    assert "**2 runs** to train (4 epochs in all); 4 of the 6 planned runs were trained before" in at.markdown[0].value
+    assert "**2 runs** to train (4 epochs in all, as many at once as this machine's workers allow); 4 of the 6 " \
+        "planned runs were trained before" in at.markdown[0].value
     at.main.button[0].click()
     at.run(timeout=300)
     assert not at.exception and not at.error

@@ -125,6 +125,10 @@ def test_the_apps_first_page_starts_the_node_pools_that_then_serve_two_sessions_
                          {"seeding.seed": b_seed}, False)
         results[a_seed] = run_batch(pair_plan(pair, "A", "B"), ds, cache=RunCache(tmp_path / str(a_seed)))
 
+    pair = make_pair(MOONS, parse_run({"training": {"epochs": 2}, "seeding": {"seed": 1}}), {"seeding.seed": 2}, False)
+    says, epochs = run.batch_cost(pair_plan(pair, "A", "B"), ds.fingerprint())  # what the pages say before a batch
+    assert says == "**2 runs** to train (4 epochs in all, on the Ray cluster at `local`, as many at once as its " \
+        "nodes' CPUs allow)" and epochs == 4
     sessions = [threading.Thread(target=batch, args=seeds) for seeds in ((1, 2), (2, 1))]
     for session in sessions:
         session.start()

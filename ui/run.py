@@ -168,7 +168,8 @@ BATCH_RUNNING = "batch.running"  # the label of the analysis batch under way (st
 
 
 def batch_cost(plan: dict, fingerprint: str) -> tuple[str, int]:
-    """What a batch will train, said before it starts (runs trained before come from the cache), and its epochs."""
+    """What a batch will train and where, said before it starts (runs trained before come from the cache), and its
+    epochs."""
     from core.batch import to_train
 
     new = to_train(plan, fingerprint)
@@ -176,7 +177,9 @@ def batch_cost(plan: dict, fingerprint: str) -> tuple[str, int]:
     reused = len(plan) - len(new)
     if not new:
         return f"nothing to train, all {len(plan)} planned runs were trained before and come from the cache", 0
-    return f"**{len(new)} runs** to train ({epochs} epochs in all)" + (
+    where = (f"on the Ray cluster at `{ray_executor.address()}`, as many at once as its nodes' CPUs allow"
+             if ray_executor.address() else "as many at once as this machine's workers allow")
+    return f"**{len(new)} runs** to train ({epochs} epochs in all, {where})" + (
         f"; {reused} of the {len(plan)} planned runs were trained before and come from the cache"
         if reused else ""), epochs
 
