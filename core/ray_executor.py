@@ -54,11 +54,32 @@ def connect(where: str):
         job = {"runtime_env": {"working_dir": str(ROOT), "excludes": SHIPPED_EXCLUDES},
                "include_dashboard": False, "log_to_driver": False}
         try:
-            ray.init(**job) if where == "local" else ray.init(address=where, **job)
+            _on_a_lasting_thread(lambda: ray.init(**job) if where == "local" else ray.init(address=where, **job))
         except (ConnectionError, RuntimeError, ValueError) as e:
             raise ConfigError(f"{RAY_ENV}: cannot connect to Ray at {where!r} "
                               f"({str(e).splitlines()[0][:200] if str(e) else type(e).__name__})") from None
     return ray
+
+
+def _on_a_lasting_thread(init) -> None:
+    """Call `init` on a thread that lasts as long as this process. The processes a local Ray instance starts
+    (raylet, object store) are killed when the *thread* that started them ends (Ray sets PR_SET_PDEATHSIG in
+    them), and Streamlit runs each script run, and the first page's preparation, on a thread that ends."""
+    done, failed = threading.Event(), []
+
+    def keep():
+        try:
+            init()
+        except BaseException as e:  # (raised again on the caller's thread)
+            failed.append(e)
+        done.set()
+        if not failed:
+            threading.Event().wait()  # until the process ends
+
+    threading.Thread(target=keep, name="ray-init", daemon=True).start()
+    done.wait()
+    if failed:
+        raise failed[0]
 
 
 class NodePool:

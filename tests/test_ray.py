@@ -25,10 +25,17 @@ def local_ray():
         # Every task's process inherits it, as from a node's environment; a run with oneDNN at TensorFlow's
         # default must not see it (the pool's workers never do).
         patch.setenv("TF_ENABLE_ONEDNN_OPTS", "0")
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-                 runtime_env={"working_dir": str(ray_executor.ROOT), "excludes": ray_executor.SHIPPED_EXCLUDES})
+        # Started as the app starts it: from a thread that then ends (a Streamlit script run, the first page's
+        # preparation), and a batch after it has ended.
+        starting = threading.Thread(target=ray_executor.connect, args=("local",))
+        starting.start()
+        starting.join()
         yield ray
         ray.shutdown()
+
+
+def _cpus(ray) -> float:
+    return ray.cluster_resources()["CPU"]
 
 
 def _same(x: dict, y: dict) -> bool:
@@ -66,7 +73,7 @@ def test_a_failed_run_a_dead_node_pool_and_stop_come_back_from_ray_as_from_the_p
     assert failed["B"]["message"] == "not run: A failed before its initial weights"
     long = make_pair(MOONS, parse_run({"training": {"epochs": 400, "batch_size": 4}}), {}, False)
     (node_pool, slots), = ray_executor.node_pools(local_ray)
-    assert slots == 2  # the cluster's one node, its 2 CPUs
+    assert slots == _cpus(local_ray)  # the cluster's one node, all its CPUs
 
     def kill_the_node_pool_at_first_epoch(name, event):
         if event["type"] == "epoch":
@@ -91,7 +98,7 @@ def test_a_sweep_runs_on_ray_from_the_command_line_and_then_gives_the_node_back(
                                                                                 monkeypatch):
     from core.__main__ import main
 
-    assert local_ray.available_resources().get("CPU", 0) == 0  # the node pool of the tests before holds both
+    assert local_ray.available_resources().get("CPU", 0) == 0  # the node pool of the tests before holds them all
     monkeypatch.setattr(ray_executor, "IDLE_RELEASE_S", 0.1)
     monkeypatch.setenv(ray_executor.RAY_ENV, "local")  # (--ray sets it for the process; this test's ends with it)
     out = tmp_path / "sweep"
@@ -102,9 +109,9 @@ def test_a_sweep_runs_on_ray_from_the_command_line_and_then_gives_the_node_back(
     assert (out / "sweep.csv").read_text().count("\n") == 1 + 2 + 1  # header, 2 values x seeds, 1 pair of seeds
     # IDLE_RELEASE_S after the batch the node pool ends, and the node's CPUs are the cluster's again
     deadline = time.monotonic() + 30
-    while local_ray.available_resources().get("CPU", 0) < 2 and time.monotonic() < deadline:
+    while local_ray.available_resources().get("CPU", 0) < _cpus(local_ray) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert local_ray.available_resources().get("CPU", 0) == 2
+    assert local_ray.available_resources().get("CPU", 0) == _cpus(local_ray)
 
 
 def test_the_apps_first_page_starts_the_node_pools_that_then_serve_two_sessions_at_once(local_ray, monkeypatch,
@@ -113,10 +120,11 @@ def test_the_apps_first_page_starts_the_node_pools_that_then_serve_two_sessions_
     from ui import run
 
     monkeypatch.setattr(core.pool, "_default_pool", None)
-    assert local_ray.available_resources().get("CPU", 0) == 2  # the test before gave the node back
+    assert local_ray.available_resources().get("CPU", 0) == _cpus(local_ray)  # the test before gave the node back
     run._prepare()  # what the first page starts PREPARE_DELAY_S after it is drawn
     assert core.pool._default_pool is None
-    assert local_ray.available_resources().get("CPU", 0) == 0 and ray_executor.node_pools(local_ray)[0][1] == 2
+    assert local_ray.available_resources().get("CPU", 0) == 0
+    assert ray_executor.node_pools(local_ray)[0][1] == _cpus(local_ray)
     # two sessions' batches at once on that node pool, each A the other's B: every run comes back to its batch
     ds, results = load(MOONS), {}
 
