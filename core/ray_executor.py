@@ -245,6 +245,7 @@ def run_jobs(jobs: list[Job], on_event: Progress | None = None, cancel: threadin
     nodes = _hold_nodes(ray)
     batch = uuid.uuid4().hex  # the node pools serve every batch of this process at once
     load = [0] * len(nodes)
+    gone: dict[int, str] = {}  # node -> why its pool is gone
     pending = list(jobs)
     active: dict[str, tuple[int, Job, float]] = {}  # key -> (node, job, submitted)
     results: dict[str, dict] = {}
@@ -271,7 +272,11 @@ def run_jobs(jobs: list[Job], on_event: Progress | None = None, cancel: threadin
                 # one that starts from another's initial weights is sent with them
                 if not may_start(job, pending, initial, active, results) or job.init_from not in (None, *initial):
                     continue
-                node = min(range(len(nodes)), key=lambda n: load[n] / nodes[n][1])
+                if len(gone) == len(nodes):  # no node pool left for this batch
+                    pending.remove(job)
+                    results[job.key] = {"type": "error", "message": next(iter(gone.values()))}
+                    continue
+                node = min((n for n in range(len(nodes)) if n not in gone), key=lambda n: load[n] / nodes[n][1])
                 if load[node] >= nodes[node][1]:
                     break
                 pending.remove(job)
@@ -282,6 +287,7 @@ def run_jobs(jobs: list[Job], on_event: Progress | None = None, cancel: threadin
             busy = sorted({node for node, _, _ in active.values()})
             for node, messages in zip(busy, _collect(ray, [nodes[n][0] for n in busy], batch)):
                 if isinstance(messages, str):
+                    gone[node] = messages  # its runs fail; the rest of the batch goes to the other nodes
                     with _nodes_lock:
                         _nodes = None  # the next batch starts node pools afresh
                     for key in [k for k, (n, _, _) in active.items() if n == node]:

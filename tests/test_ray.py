@@ -79,7 +79,13 @@ def test_a_failed_run_a_dead_node_pool_and_stop_come_back_from_ray_as_from_the_p
         if event["type"] == "epoch":
             local_ray.kill(node_pool)
 
-    lost = run_batch(pair_plan(long, "A", "B"), ds, cache=RunCache(tmp_path), on_event=kill_the_node_pool_at_first_epoch)
+    # more runs than slots: those running die with it, the others were still waiting for a slot
+    more = {}
+    for seed in range(1, int(slots) // 2 + 2):
+        more.update(pair_plan(make_pair(MOONS, parse_run({"training": {"epochs": 400, "batch_size": 4},
+                                                          "seeding": {"seed": seed}}), {}, False), f"A{seed}", f"B{seed}"))
+    lost = run_batch(more, ds, cache=RunCache(tmp_path), on_event=kill_the_node_pool_at_first_epoch)
+    assert lost.keys() == more.keys() and len(more) > slots
     assert all(o["message"].startswith("the Ray node's worker pool ended: ActorDiedError") for o in lost.values()), lost
     # the next batch runs on a new node pool
     cancel = threading.Event()
