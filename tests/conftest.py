@@ -71,6 +71,19 @@ def session_cache(tmp_path_factory):
         yield folder
 
 
+@pytest.fixture(scope="session", autouse=True)
+def compiled_programs(session_cache):
+    """One folder of JAX's compiled programs for the session, as a server has one. The folder is part of a JAX
+    worker's environment (core.engines), so one per test (under `private_cache`) started a zygote, a JAX import,
+    in every test with a JAX run and pushed other environments' zygotes out of the pool. Sharing it changes no
+    number (test_engines.py checks that, in a folder of its own)."""
+    import core.engines
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(core.engines, "cache_root", lambda: session_cache)
+        yield
+
+
 @pytest.fixture(scope="session")
 def shared_cache(session_cache):
     """One run cache for the tests that read what real runs measured (verdicts, staircases, the pages of

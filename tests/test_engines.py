@@ -86,8 +86,12 @@ def test_keras_on_jax_runs_where_tensorflow_cannot_be_imported(tmp_path):
     assert result["diagnosis"]["mechanism"] == "update_arithmetic"
 
 
-def test_a_jax_run_from_xla_s_compilation_cache_is_bitwise_the_run_that_compiled(pool):
+def test_a_jax_run_from_xla_s_compilation_cache_is_bitwise_the_run_that_compiled(pool, monkeypatch):
     """JAX workers keep XLA's compiled programs on disk (core.engines): the second fresh worker loads them."""
+    import core.engines
+    from core.storage import cache_root
+
+    monkeypatch.setattr(core.engines, "cache_root", cache_root)  # this test's own folder, empty at its start
     pair = make_pair(DataConfig(dataset="moons", n_samples=200),
                      parse_run({"engine": {"name": "keras_jax"}, "training": {"epochs": 2}}), {})
     compiled = Path(dict(worker_env(pair.a))["JAX_COMPILATION_CACHE_DIR"])
