@@ -164,11 +164,12 @@ class Zygote:
             return pid
 
     def failure(self) -> bytes:
-        """What the zygote wrote to stderr (why it ended, when it did)."""
+        """What the zygote wrote to stderr (why it ended, when it did). Read without moving the file's offset:
+        each of its workers asks on a thread of its own, and a seek and read of one ran into another's."""
         try:
-            self.stderr.seek(0)
-            return self.stderr.read()
-        except ValueError:  # closed: the pool ended it
+            fd = self.stderr.fileno()
+            return os.pread(fd, os.fstat(fd).st_size, 0)
+        except (ValueError, OSError):  # closed: the pool ended it
             return b""
 
     def kill(self) -> None:
