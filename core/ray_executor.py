@@ -208,11 +208,13 @@ def _let_go_of_nodes() -> None:
             _release_timer.start()
 
 
-def _release_nodes() -> None:
+def _release_nodes(even_in_use: bool = False) -> None:
+    """Forget the node pools (the actors end with their last handle; a batch under way keeps its own), so that
+    the next batch starts new ones: after IDLE_RELEASE_S without a batch, or at once when one of them is gone."""
     global _nodes
     with _nodes_lock:
-        if not _batches_running:
-            _nodes = None  # the actors end with their last handle
+        if even_in_use or not _batches_running:
+            _nodes = None
 
 
 def _collect(ray, actors: list, batch: str) -> list[list | str]:
@@ -235,7 +237,6 @@ def run_jobs(jobs: list[Job], on_event: Progress | None = None, cancel: threadin
              timeout_s: float = 900, initial: dict[str, dict] | None = None, on_result: Progress | None = None,
              where: str | None = None) -> dict[str, dict]:
     """core.pool.run_jobs on Ray: key -> the run's result message or an error message; never raises for a run."""
-    global _nodes
     if not jobs:  # (every run of the batch came from the cache)
         return {}
     ray = connect(where or address() or "local")
@@ -288,8 +289,7 @@ def run_jobs(jobs: list[Job], on_event: Progress | None = None, cancel: threadin
             for node, messages in zip(busy, _collect(ray, [nodes[n][0] for n in busy], batch)):
                 if isinstance(messages, str):
                     gone[node] = messages  # its runs fail; the rest of the batch goes to the other nodes
-                    with _nodes_lock:
-                        _nodes = None  # the next batch starts node pools afresh
+                    _release_nodes(even_in_use=True)
                     for key in [k for k, (n, _, _) in active.items() if n == node]:
                         finish(key, {"type": "error", "message": messages})
                     continue

@@ -177,8 +177,8 @@ def batch_cost(plan: dict, fingerprint: str) -> tuple[str, int]:
     reused = len(plan) - len(new)
     if not new:
         return f"nothing to train, all {len(plan)} planned runs were trained before and come from the cache", 0
-    where = (f"on the Ray cluster at `{ray_executor.address()}`, as many at once as its nodes' CPUs allow"
-             if ray_executor.address() else "as many at once as this machine's workers allow")
+    where = (f"on the Ray cluster at `{cluster}`, as many at once as its nodes' CPUs allow"
+             if (cluster := ray_executor.address()) else "as many at once as this machine's workers allow")
     return f"**{len(new)} runs** to train ({epochs} epochs in all, {where})" + (
         f"; {reused} of the {len(plan)} planned runs were trained before and come from the cache"
         if reused else ""), epochs
