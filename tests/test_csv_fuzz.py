@@ -56,8 +56,11 @@ def tables(draw) -> tuple[bytes, str]:
     target = draw(NAMES) + draw(st.sampled_from(["_target", ""]))
     header.append(target)
     n_rows = draw(st.sampled_from([0, 1, 9, 10, 11, 12, 15, 20, 30, 40, 60]))
+    # The target is a float column twice as often as any other kind: that is the only kind that loads as a
+    # regression, and with one in four some runs of 400 tables loaded 0 or 1 of them (random seeds, and once
+    # the fixed seed under other timing), too few for the check below.
     kinds = draw(st.lists(st.sampled_from(["int", "float", "float", "mixed"]), min_size=n_features,
-                          max_size=n_features)) + [draw(st.sampled_from(["class", "int", "float", "mixed"]))]
+                          max_size=n_features)) + [draw(st.sampled_from(["class", "int", "float", "float", "mixed"]))]
     pool = {"int": st.integers(-3, 3).map(str), "class": st.sampled_from(["0", "1", "2", "", "a", "b"]),
             "float": st.one_of(st.floats(-1e6, 1e6).map(repr), st.sampled_from(["", "nan", "1e-300"])),
             "mixed": CELLS}
