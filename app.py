@@ -23,7 +23,20 @@ if "loaded" not in st.session_state:  # a new session: the link (or the default 
 
 for warning in st.session_state["link_warnings"]:
     st.warning(plain(warning))
-pair = sidebar.render()
+overview = st.Page("pages/overview.py", title="Overview", icon=":material/dashboard:", default=True)
+page = st.navigation([
+    overview,
+    st.Page("pages/loss_curves.py", title="Loss curves", icon=":material/show_chart:"),
+    st.Page("pages/weights.py", title="Weights", icon=":material/balance:"),
+    st.Page("pages/predictions.py", title="Predictions", icon=":material/scatter_plot:"),
+    st.Page("pages/attribution.py", title="Attribution", icon=":material/troubleshoot:"),
+    st.Page("pages/sweep.py", title="Sweep", icon=":material/linear_scale:"),
+    st.Page("pages/reproduce.py", title="Reproduce", icon=":material/terminal:"),
+])
+# The first page (the Overview before any result: the gallery) draws the sidebar's sections with their inputs
+# only once opened, so that it is drawn sooner; everywhere else they are drawn, so that opening a section is no
+# rerun (a rerun would stop a training or a batch under way).
+pair = sidebar.render(lazy_sections=page is overview and run.current() is None and not sidebar.run_pending())
 st.session_state[run.SIDEBAR_PAIR] = pair
 if pair is not None:
     params = state.to_params(pair)
@@ -32,15 +45,6 @@ if pair is not None:
     if st.query_params.to_dict() != params:
         st.query_params.from_dict(params)
 
-page = st.navigation([
-    st.Page("pages/overview.py", title="Overview", icon=":material/dashboard:", default=True),
-    st.Page("pages/loss_curves.py", title="Loss curves", icon=":material/show_chart:"),
-    st.Page("pages/weights.py", title="Weights", icon=":material/balance:"),
-    st.Page("pages/predictions.py", title="Predictions", icon=":material/scatter_plot:"),
-    st.Page("pages/attribution.py", title="Attribution", icon=":material/troubleshoot:"),
-    st.Page("pages/sweep.py", title="Sweep", icon=":material/linear_scale:"),
-    st.Page("pages/reproduce.py", title="Reproduce", icon=":material/terminal:"),
-])
 st.title("Divergence Lab")
 training_now = sidebar.run_requested() and pair is not None
 run.show_messages(training_now)

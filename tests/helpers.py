@@ -65,3 +65,13 @@ def unescaped(markdown: str) -> str:
             out.append(markdown[i])
             i += 1
     return "".join(out)
+
+
+def open_sections(at):
+    """Open every sidebar section of an AppTest, as a person does before typing in one: on the first page a
+    closed section draws no inputs (ui.sidebar._section)."""
+    from ui.sidebar import SECTIONS
+
+    for key in SECTIONS:
+        at.session_state[key] = True
+    return at

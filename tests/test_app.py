@@ -6,7 +6,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core.presets import PRESETS
-from helpers import unescaped
+from helpers import open_sections, unescaped
 from ui import sidebar, state
 
 PAGES = ["pages/overview.py", "pages/loss_curves.py", "pages/weights.py", "pages/predictions.py",
@@ -14,7 +14,7 @@ PAGES = ["pages/overview.py", "pages/loss_curves.py", "pages/weights.py", "pages
 
 
 def _app(query: dict | None = None) -> AppTest:
-    at = AppTest.from_file("../app.py", default_timeout=60)
+    at = open_sections(AppTest.from_file("../app.py", default_timeout=60))
     if query:
         at.query_params.update(query)
     return at

@@ -192,7 +192,16 @@ def test_default_scenario_in_a_real_browser(server, browser):
     page.get_by_text(re.compile(r"A: epoch \d+/500")).wait_for(timeout=120_000)
     # a run that takes a while gets the live loss chart, growing inside the training status
     page.get_by_test_id("stExpander").locator(".vega-embed").first.wait_for(timeout=60_000)
-    page.get_by_test_id("stSidebar").get_by_role("button", name="Stop", exact=True).click()
+    # opening a sidebar section while it trains is the browser's alone (no rerun): the training goes on
+    sidebar = page.get_by_test_id("stSidebar")
+    sidebar.get_by_text("Model A", exact=True).click()
+    sidebar.get_by_role("combobox", name="Engine", exact=True).wait_for(timeout=10_000)
+    epoch = page.get_by_text(re.compile(r"A: epoch \d+/500")).first
+    before = int(re.search(r"epoch (\d+)/", epoch.inner_text())[1])
+    page.wait_for_function("n => /A: epoch (\\d+)\\/500/.test(document.body.innerText) && "
+                           "+document.body.innerText.match(/A: epoch (\\d+)\\/500/)[1] > n", arg=before, timeout=60_000)
+    assert page.get_by_text("Training stopped.").count() == 0
+    sidebar.get_by_role("button", name="Stop", exact=True).click()
     page.get_by_text("Training stopped.").wait_for(timeout=60_000)
     _settle(page)
     assert page.locator('[data-testid="stException"]').count() == 0

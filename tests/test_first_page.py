@@ -18,6 +18,11 @@ def _app() -> AppTest:
     return AppTest.from_file("../app.py", default_timeout=60)
 
 
+def _sidebar_keys(at: AppTest) -> set[str]:
+    """The keys of the inputs the sidebar draws."""
+    return {w.key for kind in ("selectbox", "number_input", "text_input", "toggle") for w in getattr(at.sidebar, kind)}
+
+
 @pytest.fixture
 def one_epoch(monkeypatch):
     """Shorten a scenario to one epoch, for this test, so that its run is quick (the app reads PRESETS at run time)."""
@@ -100,3 +105,38 @@ def test_the_workers_start_only_after_the_first_page(app_test_pages, standin_wor
     assert pool is not None and pool.live() == pool.warm_target > 0
     pool.wait_warm()
     assert all(worker.ready_at for worker in pool.idle)
+
+
+def test_a_closed_sidebar_section_draws_no_inputs_and_loses_no_values(app_test_pages):
+    """The first page has every section closed, so the browser draws a short sidebar; what was typed in a
+    section stays in the pair (and the link) after it is closed."""
+    from ui import run, sidebar
+
+    at = _app()
+    at.run()
+    assert [e.label for e in at.sidebar.expander] == list(sidebar.SECTIONS.values())
+    assert not {key for key in _sidebar_keys(at) if key.startswith(("a.", "data."))}
+    at.session_state["section.shared"] = True
+    at.run()
+    assert {"a.training.epochs", "a.training.batch_size"} <= _sidebar_keys(at)
+    assert not {key for key in _sidebar_keys(at) if key.startswith("data.")}  # the other sections stay closed
+    at.sidebar.number_input(key="a.training.epochs").set_value(3).run()
+    at.session_state["section.shared"] = False
+    at.run()
+    assert "a.training.epochs" not in _sidebar_keys(at)
+    at.run()  # and once more, now that the widget is gone
+    assert not at.exception
+    assert at.session_state[run.SIDEBAR_PAIR].a.training.epochs == 3
+    assert at.query_params["a.training.epochs"] == "3"
+
+
+def test_past_the_first_page_the_sections_are_plain_expanders_with_every_input(app_test_pages):
+    """Elsewhere (another page, or once there is a result) opening a section must not rerun the script: a rerun
+    would stop a training or a batch under way. A plain expander has no id, so the browser has nothing to send."""
+    at = _app()
+    at.run()
+    assert all(e.proto.id for e in at.sidebar.expander)  # the first page's lazy sections report their state
+    at.switch_page("pages/sweep.py").run()
+    assert not at.exception
+    assert not any(e.proto.id for e in at.sidebar.expander)
+    assert {"data.dataset", "a.training.epochs", "a.optimizer.learning_rate"} <= _sidebar_keys(at)

@@ -20,7 +20,7 @@ from core.factors import make_pair, parse_run
 from core.pair import run_pair
 from core.pool import WorkerPool
 from conftest import STANDIN_COMMAND
-from helpers import unescaped
+from helpers import open_sections, unescaped
 from ui import state
 
 MOONS = DataConfig(dataset="moons", n_samples=200)
@@ -208,7 +208,7 @@ def test_link_text_is_shown_as_plain_short_text(app_test_pages):
 
 
 def test_a_failed_run_says_why_outside_the_status_and_marks_the_old_result(app_test_pages, standin_workers):
-    at = AppTest.from_file("../app.py", default_timeout=60)
+    at = open_sections(AppTest.from_file("../app.py", default_timeout=60))
     at.query_params.update({"data.dataset": "moons", "data.n_samples": "1000", "a.training.epochs": "1"})
     at.run()
     at.sidebar.button(key="run").click()

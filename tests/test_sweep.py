@@ -12,7 +12,7 @@ from core import analysis, sweep
 from core.batch import RunCache
 from core.config import ConfigError, DataConfig
 from core.factors import make_pair, parse_run
-from helpers import unescaped
+from helpers import open_sections, unescaped
 
 MOONS = DataConfig(dataset="moons", n_samples=200)
 
@@ -133,7 +133,7 @@ def test_the_command_line_sweeps_and_writes_the_csv(standin_workers, tmp_path, c
 
 
 def test_the_sweep_page_runs_a_sweep_and_draws_it(standin_workers, app_test_pages):
-    at = AppTest.from_file("../app.py", default_timeout=60)
+    at = open_sections(AppTest.from_file("../app.py", default_timeout=60))
     at.run()
     at.sidebar.number_input(key="a.training.epochs").set_value(1)
     at.run()

@@ -69,7 +69,13 @@ def request_run() -> None:
     st.session_state[RUN_REQUESTED] = True
 
 
+def run_pending() -> bool:
+    """Run (or a scenario of the first page) was clicked: this script run trains."""
+    return bool(st.session_state.get(RUN_REQUESTED))
+
+
 def run_requested() -> bool:
+    """As run_pending, once: the request is taken."""
     return bool(st.session_state.pop(RUN_REQUESTED, False))
 
 
@@ -148,14 +154,15 @@ def _forget_upload() -> None:
         st.session_state.pop(SAVED_UPLOAD, None)
 
 
-def _uploader_identity():
-    """Draw the uploader under the entry script's hash, whichever page runs.
+def _pinned_identity():
+    """Draw a widget under the entry script's hash, whichever page runs.
 
     A widget's id includes the script hash active when it is drawn. On a fresh server the
     first run happens before st.navigation has switched off Streamlit's `pages/` folder mode,
-    under another hash than every later run; the first upload then arrives for an uploader
-    whose id no longer exists and is dropped (a keyed widget is restored by _restore, an
-    uploaded file cannot be). With the id pinned, that upload is kept.
+    under another hash than every later run; the first upload, or the first click on a
+    section, then arrives for a widget whose id no longer exists and is dropped (a keyed
+    input is restored by _restore, an uploaded file or a click cannot be). With the id
+    pinned, it is kept.
     """
     import contextlib
 
@@ -170,7 +177,7 @@ def _uploader_identity():
 def _csv_inputs() -> None:
     from core import data
 
-    with _uploader_identity():
+    with _pinned_identity():
         upload = st.file_uploader("CSV file", type=["csv"], key=UPLOADER, on_change=_forget_upload,
                                   help="Numeric feature columns and one target column. Kept on this server, "
                                        "readable by its user only; the least recently used uploads go first.")
@@ -201,8 +208,39 @@ def _csv_inputs() -> None:
                  format_func=lambda name: name if len(name) <= 60 else name[:59] + "…")
 
 
-def render() -> PairConfig | None:
-    """Draw the sidebar; return the pair it describes, or None (with the error shown) if it cannot run."""
+SECTIONS = {  # the sidebar's expanders (key: label)
+    "section.data": "Data (shared by A and B)",
+    "section.shared": "Architecture and training (shared)",
+    "section.a": "Model A",
+}
+OPENED = "sidebar.opened"  # the sections open when they were last drawn lazily (see _section)
+
+
+def _section(key: str, draw_inputs, lazy: bool) -> None:
+    """One of the SECTIONS, with its inputs.
+
+    `lazy`: drawn only while it is open. A closed section then sends the browser nothing to draw, so the page
+    is drawn sooner, but opening one is a rerun (which would stop a training or a batch under way, so the app
+    asks for this on the first page only). The inputs' values live in the session state (re-asserted by
+    _restore), not in the widgets, so nothing is lost while they are hidden. Otherwise the section is a plain
+    expander, open as it was when last drawn lazily.
+    """
+    opened = st.session_state.setdefault(OPENED, {})
+    if lazy:
+        with _pinned_identity():
+            box = st.expander(SECTIONS[key], key=key, on_change="rerun")
+        opened[key] = box.open
+        if not box.open:
+            return
+    else:
+        box = st.expander(SECTIONS[key], expanded=opened.get(key, False))
+    with box:
+        draw_inputs()
+
+
+def render(lazy_sections: bool = False) -> PairConfig | None:
+    """Draw the sidebar; return the pair it describes, or None (with the error shown) if it cannot run.
+    `lazy_sections`: see _section."""
     _restore()
     with st.sidebar:
         st.selectbox("Scenario", [CUSTOM, *PRESETS], key="scenario", on_change=_load_scenario,
@@ -214,12 +252,10 @@ def render() -> PairConfig | None:
             except ConfigError:
                 edited = True
             st.caption(("**Edited** since it was loaded. Loaded: " if edited else "") + preset.description)
-        with st.expander("Data (shared by A and B)"):
-            _data_inputs()
-        with st.expander("Architecture and training (shared)"):
-            _factor_inputs("a", SHARED_GROUPS)
-        with st.expander("Model A"):
-            _factor_inputs("a", tuple({f.group for f in FACTORS}), exclude=SHARED_GROUPS)
+        _section("section.data", _data_inputs, lazy_sections)
+        _section("section.shared", lambda: _factor_inputs("a", SHARED_GROUPS), lazy_sections)
+        _section("section.a", lambda: _factor_inputs("a", tuple({f.group for f in FACTORS}), exclude=SHARED_GROUPS),
+                 lazy_sections)
         st.multiselect("B differs in", [f.path for f in FACTORS], key=state.B_FACTORS, on_change=_start_b_at_a,
                        format_func=lambda path: f"{BY_PATH[path].label} ({BY_PATH[path].group})",
                        help="Only these factors differ; everything else is A's setting.")
