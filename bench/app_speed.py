@@ -6,6 +6,9 @@
                     for a ten-line app with the kinds of widgets the first page's sidebar uses (the
                     browser fetches each kind's code when it first draws one); medians of --first-pages
                     fresh servers of each, alternating (one start varies by a second here)
+  first_view_s      the same first page, opened once the server is up and idle: the page load, the script's
+                    first run and the browser's drawing, without the server's start (steadier across runs);
+                    minimal_first_view_s and widgets_first_view_s likewise
   run_to_charts_s   press Run (default scenario, warm workers, nothing cached) -> every
                     chart of the Overview drawn, as the page itself timestamps it (a
                     MutationObserver: the verdict's metric, the glance chart, every Vega chart
@@ -35,6 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 import psutil
@@ -116,6 +120,23 @@ def first_page_seconds(page, app: Path, env: dict) -> float:
         stop_server(server)
 
 
+def first_view_seconds(page, app: Path, env: dict) -> float:
+    """Page load -> first page drawn, on a fresh server of `app` that is up and idle; the server ends after."""
+    port = _port()
+    server = start_server(app, port, env)
+    try:
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=1)
+                break
+            except OSError:  # not listening yet
+                time.sleep(0.05)
+        time.sleep(1.5)  # the server's start-up work done
+        return open_first_page(page, f"http://127.0.0.1:{port}", time.perf_counter())
+    finally:
+        stop_server(server)
+
+
 def stop_server(server: subprocess.Popen) -> None:
     """The server and its workers ended, so that none of them takes CPU from the next measurement."""
     children = psutil.Process(server.pid).children(recursive=True)
@@ -164,11 +185,13 @@ def main() -> None:
         minimal, widgets = folder / "app.py", folder / "widgets.py"
         minimal.write_text(MINIMAL_APP)
         widgets.write_text(WIDGETS_APP)
-        minimal_pages, widgets_pages, first_pages = [], [], []
+        apps = {"minimal": minimal, "widgets": widgets, "app": ROOT / "app.py"}
+        pages = {(measure, name): [] for measure in (first_page_seconds, first_view_seconds) for name in apps}
         for _ in range(args.first_pages):  # alternating, each on a fresh server
-            minimal_pages.append(first_page_seconds(page, minimal, env))
-            widgets_pages.append(first_page_seconds(page, widgets, env))
-            first_pages.append(first_page_seconds(page, ROOT / "app.py", env))
+            for measure, name in pages:
+                pages[measure, name].append(measure(page, apps[name], env))
+        minimal_pages, widgets_pages, first_pages = (pages[first_page_seconds, name] for name in apps)
+        views = {name: statistics.median(pages[first_view_seconds, name]) for name in apps}
 
         port = _port()
         url = f"http://127.0.0.1:{port}"
@@ -213,8 +236,13 @@ def main() -> None:
         "naive_total_s": naive_total,
         "naive_fit_only_s": naive_fit,
         "streamlit_rss_mb": rss,
+        "minimal_first_view_s": views["minimal"],
+        "widgets_first_view_s": views["widgets"],
+        "first_view_s": views["app"],
         "first_page_over_minimal": statistics.median(first_pages) / statistics.median(minimal_pages),
         "widgets_over_minimal": statistics.median(widgets_pages) / statistics.median(minimal_pages),
+        "first_view_over_minimal": views["app"] / views["minimal"],
+        "widgets_view_over_minimal": views["widgets"] / views["minimal"],
         "naive_over_run_to_charts": naive_total / run_to_charts,
     }
     print_figures(figures)
