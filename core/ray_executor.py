@@ -14,7 +14,8 @@ The app's code travels with the job (`working_dir`); each node needs the package
 The driver hands runs to nodes as they have room, relays A's initial weights to the runs that start from them,
 and collects progress and results through the actors' calls; results go into the same run cache; failures,
 Stop and timeouts come back as the pool reports them. The actors stay for the next batch and give their nodes
-back after IDLE_RELEASE_S without one. `ray` itself is imported only where a batch runs on Ray.
+back after IDLE_RELEASE_S without one; a node that joins the cluster gets its actor when a batch starts. `ray`
+itself is imported only where a batch runs on Ray.
 """
 
 from __future__ import annotations
@@ -58,6 +59,8 @@ def connect(where: str):
         except (ConnectionError, RuntimeError, ValueError) as e:
             raise ConfigError(f"{RAY_ENV}: cannot connect to Ray at {where!r} "
                               f"({str(e).splitlines()[0][:200] if str(e) else type(e).__name__})") from None
+        # Node pools of an earlier connection belong to another cluster, whose first job had the same id.
+        _release_nodes(even_in_use=True)
     return ray
 
 
@@ -96,6 +99,7 @@ class NodePool:
         self.lock = threading.Lock()
         self.outbox: dict[str, list] = {}  # batch -> [(key, event)], oldest first
         self.running: dict[tuple[str, str], threading.Event] = {}  # (batch, key) -> that run's Stop
+        self.started = 0  # runs handed to this node, all batches
 
     def slots(self) -> int:
         return self.pool.capacity
@@ -105,10 +109,15 @@ class NodePool:
         self.pool.wait_warm()
         return self.pool.capacity
 
+    def runs_started(self) -> int:
+        """The runs handed to this node (for tests and benchmarks: how the driver spread a batch)."""
+        return self.started
+
     def start(self, batch: str, job: Job, initial: dict, timeout_s: float) -> None:
         stop = threading.Event()
         with self.lock:
             self.running[(batch, job.key)] = stop
+            self.started += 1
         threading.Thread(target=self._run, args=(batch, job, initial, timeout_s, stop), daemon=True).start()
 
     def _post(self, batch: str, key: str, event: dict) -> None:
@@ -142,7 +151,8 @@ class NodePool:
             stop.set()
 
 
-_nodes: tuple | None = None  # (Ray job id, [(NodePool actor, slots)]) kept between batches
+_nodes: tuple | None = None  # (Ray job id, {node id: (NodePool actor, slots)}) kept between batches
+_joining: dict = {}  # node id -> (its NodePool actor, that actor's slots() call): pools not yet up
 _nodes_lock = threading.Lock()
 _starting = threading.Lock()
 _batches_running = 0
@@ -150,32 +160,42 @@ _release_timer: threading.Timer | None = None
 
 
 def node_pools(ray) -> list[tuple]:
-    """(actor, slots) for every node of the cluster that has CPUs: started by this Ray job's first batch, then
-    kept until IDLE_RELEASE_S pass without a batch (a Ray actor ends once no handle to it is left)."""
+    """(actor, slots) for every node of the cluster that has CPUs, kept until IDLE_RELEASE_S pass without a batch
+    (a Ray actor ends once no handle to it is left). The first batch of this Ray job starts them and waits for
+    them; a node that joins the cluster later gets its pool when the next batch starts, and serves from the
+    first batch after its pool is up (no batch waits for it)."""
     global _nodes
     job = ray.get_runtime_context().get_job_id()
     with _starting:  # one set of node pools, however many sessions start a batch at once
         with _nodes_lock:
-            if _nodes is not None and _nodes[0] == job:
-                return _nodes[1]
+            if _nodes is None or _nodes[0] != job:
+                _nodes = (job, {})
+                _joining.clear()
+            pools = dict(_nodes[1])
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-        started = []
         for node in ray.nodes():
             cpus = int(node["Resources"].get("CPU", 0))
-            if node["Alive"] and cpus:
-                started.append(ray.remote(NodePool).options(
+            if node["Alive"] and cpus and node["NodeID"] not in pools and node["NodeID"] not in _joining:
+                actor = ray.remote(NodePool).options(
                     num_cpus=cpus, num_gpus=node["Resources"].get("GPU", 0), max_concurrency=64,
-                    scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)).remote(cpus))
-        refs = [actor.slots.remote() for actor in started]
-        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=NODE_SILENT_S)
-        pools = [(actor, ray.get(ref)) for actor, ref in zip(started, refs) if ref in ready]
+                    scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)).remote(cpus)
+                _joining[node["NodeID"]] = (actor, actor.slots.remote())
+        refs = [ref for _, ref in _joining.values()]
+        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0 if pools else NODE_SILENT_S) if refs else ([], [])
+        for node_id, (actor, ref) in list(_joining.items()):
+            if ref in ready:
+                del _joining[node_id]
+                try:
+                    pools[node_id] = (actor, ray.get(ref))
+                except Exception:  # its actor ended before it was up (its node left): tried again if it is back
+                    pass
         if not pools:
             raise ConfigError(f"{RAY_ENV}: no node of the Ray cluster had its CPUs free for a worker pool within "
                               f"{NODE_SILENT_S:.0f} s")
         with _nodes_lock:
             _nodes = (job, pools)
-        return pools
+        return list(pools.values())
 
 
 def prepare(where: str | None = None) -> None:
@@ -215,6 +235,7 @@ def _release_nodes(even_in_use: bool = False) -> None:
     with _nodes_lock:
         if even_in_use or not _batches_running:
             _nodes = None
+            _joining.clear()
 
 
 def _collect(ray, actors: list, batch: str) -> list[list | str]:
