@@ -39,6 +39,19 @@ def private_dir(path: Path) -> Path:
     return path
 
 
+def write_atomically(path: Path, content: bytes) -> None:
+    """Write `path` (0600) through a hidden partial file renamed into place: a reader never sees half a file,
+    and eviction (evict_least_recent) skips the partial one."""
+    partial = path.parent / f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}"
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(content)
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
 def touch(entry: Path) -> None:
     """Mark an entry as used now."""
     try:

@@ -100,6 +100,51 @@ def test_datasets_load_with_the_same_split_every_time():
     np.testing.assert_array_equal(series.x_train[1, :-1], series.x_train[0, 1:])  # sliding windows
 
 
+def _same_dataset(x: data.Dataset, y: data.Dataset) -> bool:
+    """Every field equal, arrays bitwise (dtype, shape and values, NaN holes included)."""
+    for f in dataclasses.fields(x):
+        a, b = getattr(x, f.name), getattr(y, f.name)
+        if isinstance(a, np.ndarray):
+            if not (isinstance(b, np.ndarray) and a.dtype == b.dtype and a.shape == b.shape
+                    and a.tobytes() == b.tobytes()):
+                return False
+        elif a != b:
+            return False
+    return True
+
+
+def test_a_data_set_is_kept_on_disk_and_a_new_process_reads_it_back_without_scikit_learn(tmp_path, monkeypatch):
+    """A new server's first page that opens on a cached result loads its data from the kept copy."""
+    import json
+    import subprocess
+    import sys
+
+    monkeypatch.setenv("DIVERGENCE_LAB_CACHE", str(tmp_path))
+    for cfg in (DataConfig(dataset="digits", missing_rate=0.1), DataConfig(dataset="moons", n_samples=200)):
+        made = data._read(cfg)  # the reference: made now, nothing kept
+        data._kept(cfg)  # made again, and kept
+        assert _same_dataset(data._kept(cfg), made), cfg  # read back from the kept copy
+    assert len(list((tmp_path / "datasets").glob("*.npz"))) == 2
+    code = ("import json, sys\nfrom core import data\nfrom core.config import DataConfig\n"
+            "ds = data.load(DataConfig(dataset='digits', missing_rate=0.1))\n"
+            "print(json.dumps([ds.fingerprint(), ds.image_shape, ds.class_names, 'sklearn' in sys.modules]))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parent.parent,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    digits = data._read(DataConfig(dataset="digits", missing_rate=0.1))
+    assert json.loads(done.stdout) == [digits.fingerprint(), [8, 8], digits.class_names, False]
+
+
+def test_a_damaged_kept_data_set_is_made_again(tmp_path, monkeypatch):
+    monkeypatch.setenv("DIVERGENCE_LAB_CACHE", str(tmp_path))
+    cfg = DataConfig(dataset="moons", n_samples=200)
+    data._kept(cfg)
+    (kept,) = (tmp_path / "datasets").glob("*.npz")
+    kept.write_bytes(kept.read_bytes()[:200])
+    assert _same_dataset(data._kept(cfg), data._read(cfg))
+    assert _same_dataset(data._from_npz(kept), data._read(cfg))  # and kept whole again
+
+
 def _csv(tmp_path, text):
     path = tmp_path / "data.csv"
     path.write_text(text)
