@@ -112,6 +112,10 @@ def split_features(cfg: DataConfig, x: np.ndarray, y: np.ndarray, names: list[st
                    extra.get("class_names"), _grid(x) if x.shape[1] == 2 else None)
 
 
+DATASETS_MB = 64  # the kept data sets (digits, the largest bundled one, takes ~1 MB)
+DATASETS_LIMIT_ENV = "DIVERGENCE_LAB_DATASETS_MB"
+
+
 def _kept(cfg: DataConfig) -> Dataset:
     """_read(cfg), kept on disk between server starts too (bundled and generated data): a new server whose first
     page opens on a cached result then loads its data without importing scikit-learn (1.1 s here).
@@ -167,8 +171,6 @@ def _from_npz(path: Path) -> Dataset:
     return Dataset(**values)
 
 
-DATASETS_MB = 64  # the kept data sets (digits, the largest bundled one, takes ~1 MB)
-DATASETS_LIMIT_ENV = "DIVERGENCE_LAB_DATASETS_MB"
 _remembered = functools.lru_cache(maxsize=16)(_kept)
 GRID_STEPS = 60
 

@@ -59,7 +59,8 @@ def connect(where: str):
         except (ConnectionError, RuntimeError, ValueError) as e:
             raise ConfigError(f"{RAY_ENV}: cannot connect to Ray at {where!r} "
                               f"({str(e).splitlines()[0][:200] if str(e) else type(e).__name__})") from None
-        # Node pools of an earlier connection belong to another cluster, whose first job had the same id.
+        # The node pools kept are this connection's: an earlier connection's belong to another cluster, or to a
+        # Ray instance that has ended.
         _release_nodes(even_in_use=True)
     return ray
 
@@ -110,7 +111,7 @@ class NodePool:
         return self.pool.capacity
 
     def runs_started(self) -> int:
-        """The runs handed to this node (for tests and benchmarks: how the driver spread a batch)."""
+        """The runs handed to this node (for tests: how the driver spread a batch)."""
         return self.started
 
     def start(self, batch: str, job: Job, initial: dict, timeout_s: float) -> None:
@@ -151,7 +152,7 @@ class NodePool:
             stop.set()
 
 
-_nodes: tuple | None = None  # (Ray job id, {node id: (NodePool actor, slots)}) kept between batches
+_pools: dict = {}  # node id -> (NodePool actor, slots): this connection's node pools, kept between batches
 _joining: dict = {}  # node id -> (its NodePool actor, that actor's slots() call): pools not yet up
 _nodes_lock = threading.Lock()
 _starting = threading.Lock()
@@ -164,14 +165,10 @@ def node_pools(ray) -> list[tuple]:
     (a Ray actor ends once no handle to it is left). The first batch of this Ray job starts them and waits for
     them; a node that joins the cluster later gets its pool when the next batch starts, and serves from the
     first batch after its pool is up (no batch waits for it)."""
-    global _nodes
-    job = ray.get_runtime_context().get_job_id()
+    global _pools
     with _starting:  # one set of node pools, however many sessions start a batch at once
         with _nodes_lock:
-            if _nodes is None or _nodes[0] != job:
-                _nodes = (job, {})
-                _joining.clear()
-            pools = dict(_nodes[1])
+            pools = dict(_pools)
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         for node in ray.nodes():
@@ -184,8 +181,7 @@ def node_pools(ray) -> list[tuple]:
         refs = [ref for _, ref in _joining.values()]
         ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0 if pools else NODE_SILENT_S) if refs else ([], [])
         for node_id, (actor, ref) in list(_joining.items()):
-            if ref in ready:
-                del _joining[node_id]
+            if ref in ready and _joining.pop(node_id, None):  # (unless _release_nodes forgot it meanwhile)
                 try:
                     pools[node_id] = (actor, ray.get(ref))
                 except Exception:  # its actor ended before it was up (its node left): tried again if it is back
@@ -194,7 +190,7 @@ def node_pools(ray) -> list[tuple]:
             raise ConfigError(f"{RAY_ENV}: no node of the Ray cluster had its CPUs free for a worker pool within "
                               f"{NODE_SILENT_S:.0f} s")
         with _nodes_lock:
-            _nodes = (job, pools)
+            _pools = pools
         return list(pools.values())
 
 
@@ -231,10 +227,10 @@ def _let_go_of_nodes() -> None:
 def _release_nodes(even_in_use: bool = False) -> None:
     """Forget the node pools (the actors end with their last handle; a batch under way keeps its own), so that
     the next batch starts new ones: after IDLE_RELEASE_S without a batch, or at once when one of them is gone."""
-    global _nodes
+    global _pools
     with _nodes_lock:
         if even_in_use or not _batches_running:
-            _nodes = None
+            _pools = {}
             _joining.clear()
 
 

@@ -135,6 +135,27 @@ def test_a_data_set_is_kept_on_disk_and_a_new_process_reads_it_back_without_scik
     assert json.loads(done.stdout) == [digits.fingerprint(), [8, 8], digits.class_names, False]
 
 
+def test_a_kept_data_set_is_made_again_for_another_data_module_or_library_version(tmp_path, monkeypatch):
+    """What the README promises: the copy kept under one core/data.py, numpy and scikit-learn is not served
+    under another (each makes a copy of its own)."""
+    monkeypatch.setenv("DIVERGENCE_LAB_CACHE", str(tmp_path))
+    cfg = DataConfig(dataset="moons", n_samples=200)
+    kept = tmp_path / "datasets"
+
+    def copies() -> int:
+        data._kept(cfg)
+        return len(list(kept.glob("*.npz")))
+
+    assert copies() == 1 and copies() == 1  # the same module and versions: read back, not made again
+    edited = tmp_path / "data.py"
+    edited.write_text(Path(data.__file__).read_text() + "\n# an edit\n")
+    monkeypatch.setattr(data, "__file__", str(edited))
+    assert copies() == 2
+    installed = data.metadata.version
+    monkeypatch.setattr(data.metadata, "version", lambda package: installed(package) + ".post1")  # an upgrade
+    assert copies() == 3
+
+
 def test_a_damaged_kept_data_set_is_made_again(tmp_path, monkeypatch):
     monkeypatch.setenv("DIVERGENCE_LAB_CACHE", str(tmp_path))
     cfg = DataConfig(dataset="moons", n_samples=200)

@@ -22,7 +22,7 @@ def one_node_cluster(monkeypatch):
     monkeypatch.setenv(ray_executor.RAY_ENV, cluster.address)
     ray = ray_executor.connect(cluster.address)
     yield cluster, ray
-    ray_executor._release_nodes(even_in_use=True)  # (this Ray job's node pools)
+    ray_executor._release_nodes(even_in_use=True)  # (this cluster's node pools)
     ray.shutdown()
     cluster.shutdown()
 
