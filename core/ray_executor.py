@@ -55,7 +55,9 @@ def connect(where: str):
         job = {"runtime_env": {"working_dir": str(ROOT), "excludes": SHIPPED_EXCLUDES},
                "include_dashboard": False, "log_to_driver": False}
         try:
-            _on_a_lasting_thread(lambda: ray.init(**job) if where == "local" else ray.init(address=where, **job))
+            # address="local" starts a new instance; ray.init() without one would join a cluster already running
+            # on this machine (Ray's /tmp/ray/ray_current_cluster), someone else's or another test's.
+            _on_a_lasting_thread(lambda: ray.init(address=where, **job))
         except (ConnectionError, RuntimeError, ValueError) as e:
             raise ConfigError(f"{RAY_ENV}: cannot connect to Ray at {where!r} "
                               f"({str(e).splitlines()[0][:200] if str(e) else type(e).__name__})") from None
