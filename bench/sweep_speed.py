@@ -39,7 +39,7 @@ def on_ray(pair, plan, cpus: int) -> tuple[float, float]:
     import ray
 
     os.environ[ray_executor.RAY_ENV] = "local"
-    ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False,
+    ray.init(address="local", num_cpus=cpus, include_dashboard=False, log_to_driver=False,
              runtime_env={"working_dir": str(ROOT), "excludes": ray_executor.SHIPPED_EXCLUDES})
     try:
         started = time.perf_counter()
