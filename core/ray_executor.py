@@ -164,7 +164,7 @@ _release_timer: threading.Timer | None = None
 
 def node_pools(ray) -> list[tuple]:
     """(actor, slots) for every node of the cluster that has CPUs, kept until IDLE_RELEASE_S pass without a batch
-    (a Ray actor ends once no handle to it is left). The first batch of this Ray job starts them and waits for
+    (a Ray actor ends once no handle to it is left). The first batch after connecting starts them and waits for
     them; a node that joins the cluster later gets its pool when the next batch starts, and serves from the
     first batch after its pool is up (no batch waits for it)."""
     global _pools
