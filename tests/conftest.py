@@ -1,3 +1,4 @@
+import os
 import sys
 from pathlib import Path
 
@@ -64,9 +65,16 @@ def standin_workers(monkeypatch):
 
 @pytest.fixture(scope="session", autouse=True)
 def session_cache(tmp_path_factory):
-    """Fixtures wider than one test (set up before `private_cache`) keep off the user's cache too."""
+    """Fixtures wider than one test (set up before `private_cache`) keep off the user's cache too. The suite's
+    processes (pytest-xdist's `-n`) share it, as a server's sessions share one cache (its writes are atomic):
+    the presets' runs that test_mechanisms, test_analysis and test_imports_cli read are trained once, whichever
+    process runs each file."""
     with pytest.MonkeyPatch.context() as patch:
-        folder = tmp_path_factory.mktemp("session-cache")
+        if os.environ.get("PYTEST_XDIST_WORKER"):  # the run's temporary folder, above each process's own
+            folder = tmp_path_factory.getbasetemp().parent / "session-cache"
+            folder.mkdir(exist_ok=True)
+        else:
+            folder = tmp_path_factory.mktemp("session-cache")
         patch.setenv("DIVERGENCE_LAB_CACHE", str(folder))
         yield folder
 
@@ -123,3 +131,29 @@ def app_test_pages():
         patch.setattr(pages_manager.PagesManager, "__init__", init)
         patch.setattr(manifest_scanner, "scan_component_manifests", lambda *args, **kwargs: installed_components)
         yield
+
+
+# The suite's files, the longest first (their tests' summed seconds in a two-process run of the README's command:
+# test_app 82, test_mechanisms 80, test_analysis 72, test_training 71, test_browser 69, test_ray 52, ...), so that
+# neither process is left running a long file alone at the end (pytest-xdist hands out the files with the most
+# tests first). test_analysis comes after test_mechanisms has had time to train the presets' runs that both
+# read from the shared session cache, rather than beside it training the same runs. Files not named come last.
+LONGEST_FIRST = ("test_app.py", "test_mechanisms.py", "test_training.py", "test_browser.py", "test_analysis.py",
+                 "test_ray.py", "test_export.py", "test_zygote.py", "test_engines.py", "test_robustness.py",
+                 "test_fuzz.py", "test_imports_cli.py", "test_ray_nodes.py", "test_worker_lifecycle.py")
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: a file's tests keep their order
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """`--dist loadfile` hands out the files in the order collected (above), not by their number of tests."""
+    if config.getoption("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    config.option.loadscopereorder = False
+    return LoadFileScheduling(config, log)
