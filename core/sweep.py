@@ -203,14 +203,20 @@ def verdict(sweep: Sweep, result: dict) -> str:
         return noise[0].upper() + noise[1:] + "."
     label = factor(sweep.path).label
     outside = result["outside"]
+    # A value none of whose runs finished (a sweep stopped early, a run that failed) has no gap: say so
+    # rather than count it as within the noise.
+    unmeasured = [v["label"] for v in result["values"] if v["outside_band"] is None]
+    not_run = f"; no finished run to compare at {label} = {', '.join(unmeasured)}" if unmeasured else ""
+    if len(unmeasured) == len(result["values"]):
+        return f"No value of {label} has a finished run to compare with the seed noise; {noise}."
     if not outside:
-        return f"Every value of {label} stays within the seed noise: its median gap is at most the band's top; " \
-               f"{noise}."
+        every = f"Every value of {label}" + (" with a finished run" if unmeasured else "")
+        return f"{every} stays within the seed noise: its median gap is at most the band's top; {noise}{not_run}."
     first = next(v for v in result["values"] if v["outside_band"])
     ratio = first["prediction_median"] / band["high"] if band["high"] else math.inf
     return (f"{label} = {', '.join(outside)} move{'s' if len(outside) == 1 else ''} the predictions further than a "
             f"change of seed does (at {first['label']} the median gap is {first['prediction_median']:.3g}, "
-            f"{ratio:.3g}x the band's top); {noise}.")
+            f"{ratio:.3g}x the band's top); {noise}{not_run}.")
 
 
 def to_csv(result: dict) -> str:

@@ -115,6 +115,22 @@ def test_a_sweep_stopped_halfway_draws_what_finished(moons_sweep):
     assert {r["seed"] for r in result["rows"]} == {0, 1}  # seed 2's gaps need its A
 
 
+def test_a_value_without_a_finished_run_is_not_said_to_be_within_the_noise(moons_sweep):
+    pair, s, outcomes = moons_sweep
+    cancelled = {"type": "error", "message": "cancelled", "cancelled": True}
+    stopped = {**outcomes, **{name: cancelled for name in outcomes if name.startswith("optimizer.epsilon = 0.1")}}
+    result = sweep.sweep_result(pair, s, stopped)
+    big, own = result["values"]
+    assert big["outside_band"] is None and big["seeds"] == 0 and own["outside_band"] is False
+    sentence = sweep.verdict(s, result)
+    assert sentence.startswith("Every value of epsilon with a finished run stays within the seed noise")
+    assert sentence.endswith("over 3 pairs of seeds; no finished run to compare at epsilon = 0.1.")
+    only_big = sweep.make_sweep(pair, "optimizer.epsilon", [1e-1], 3)  # the same runs, without A's own value
+    nothing = sweep.sweep_result(pair, only_big, {k: v for k, v in stopped.items() if "1e-07" not in k})
+    assert sweep.verdict(only_big, nothing).startswith(
+        "No value of epsilon has a finished run to compare with the seed noise; seed noise (A against A")
+
+
 def test_the_command_line_sweeps_and_writes_the_csv(standin_workers, tmp_path, capsys):
     from core.__main__ import main
 
