@@ -56,6 +56,23 @@ def digits_app(pool, app_test_pages):
     return _run_scenario(_app(), "adam-epsilon")
 
 
+def test_the_live_chart_holds_each_epochs_train_loss_as_the_runs_reported_it(digits_app):
+    """The Run's status draws A's and B's train loss as the epochs arrive (the spec built once, the rows sent
+    with each redraw); after the last epochs it holds every epoch of both, as each run's history has it. (The
+    first test of the Run's AppTest: the pages after it draw other charts.)"""
+    from streamlit.dataframe_util import convert_arrow_bytes_to_pandas_df
+
+    result = digits_app.session_state["result"]
+    live = [c for c in digits_app.get("vega_lite_chart") if '"title": "train loss"' in c.proto.spec]
+    assert len(live) == 1 and not live[0].proto.datasets
+    rows = convert_arrow_bytes_to_pandas_df(live[0].proto.data.data)
+    for model in "ab":
+        drawn = rows[rows["model"] == model.upper()]
+        history = result.summary[model]["history"]
+        assert drawn["epoch"].tolist() == [h["epoch"] for h in history] == [1, 2]
+        assert drawn["loss"].tolist() == [h["loss"] for h in history]
+
+
 def test_every_page_renders_the_measured_numbers(app_test_pages, digits_app):
     at = digits_app
     result = at.session_state["result"]

@@ -155,8 +155,7 @@ def _all_charts(r) -> tuple[dict, dict]:
     steps = pd.DataFrame({"step": [0, 1], "aligned": ["nothing yet", "optimizer.epsilon"], "prediction": [0.3, 0.0],
                           "bitwise_equal": [False, True]})
     shares = pd.DataFrame({"factor": ["epsilon"] * 2, "measure": ["prediction", "weights"], "share": [1.0, 1.0]})
-    live = hist[hist["split"] == "train"].to_dict("records")
-    model = {"loss": charts.loss_curves(hist), "live": charts.live_loss(live),
+    model = {"loss": charts.loss_curves(hist),
              "weights": charts.histogram_overlay(tables.weight_values(r, "dense_0/kernel", -1), "last"),
              "forecast": charts.forecast(series)}
     other = {"gap": charts.gap_per_epoch(tables.gaps(hist)),
@@ -167,7 +166,8 @@ def _all_charts(r) -> tuple[dict, dict]:
              "disagree": charts.decision_map(grid, "disagree", "differ"), "shares": charts.attribution_shares(shares),
              "noise": charts.noise_floor(pd.DataFrame({"run": ["A seed 2"], "gap": [0.1]}), 0.3),
              "staircase": charts.staircase(steps)}
-    return {k: _spec(c) for k, c in model.items()}, {k: _spec(c) for k, c in other.items()}
+    return {"live": charts.live_loss_spec(), **{k: _spec(c) for k, c in model.items()}}, \
+        {k: _spec(c) for k, c in other.items()}
 
 
 def test_blue_and_orange_mean_a_and_b_everywhere_and_nothing_else():

@@ -67,7 +67,7 @@ def _prepare() -> None:
     data.load(DataConfig())
     from ui import charts, tables  # noqa: F401
 
-    charts.live_loss([{"epoch": 0, "model": "A", "loss": 1.0}]).to_dict()  # loads the schema Altair validates with
+    charts.live_loss_spec()  # (and the schema Altair validates with)
 
 
 def show_cached(pair: PairConfig) -> None:
@@ -138,7 +138,7 @@ def train(pair: PairConfig, fresh: bool = False) -> None:
                         bars[m].progress(min(done / epochs[m], 1.0),
                                          text=f"{_label(m)}: epoch {done}/{epochs[m]}, loss {loss:.4g}")
                     if len(rows) > charted:
-                        live.altair_chart(charts.live_loss(rows), width="stretch")
+                        live.vega_lite_chart(rows, charts.live_loss_spec(), width="stretch")
                         charted = len(rows)
             elif event["type"] == "error":
                 bars[model].progress(1.0, text=plain(f"{label}: {event['message']}"))
