@@ -12,14 +12,19 @@
   run_to_charts_s   press Run (default scenario, warm workers, nothing cached) -> every
                     chart of the Overview drawn, as the page itself timestamps it (a
                     MutationObserver: the verdict's metric, the glance chart, every Vega chart
-                    drawn and the script idle); median of --repeat (each with another seed,
-                    so the cache cannot answer). run_to_charts_playwright_s is the same end
-                    as Playwright's waits notice it (their polling adds ~0.3 s here)
+                    drawn and the script idle); median of --repeat (each with another seed, in a
+                    page just loaded, so the cache cannot answer). run_to_charts_playwright_s is
+                    the same end as Playwright's wait notices it
   workers_s         of that, the workers' part: from handing the first run (A, B and the runs
                     that diagnose why they differ) its job to the last result (the runs' own
                     timings, read from the run cache); the rest (app_s) is the server and the browser
+  app_again_s       app_s of the Runs that follow in the page of the last one ("Train fresh" on: the same
+                    work), once the browser has the code of every element the Overview draws (the first
+                    Run of a page load fetches the code of its metrics, tables and download buttons);
+                    median of --repeat
   naive_total_s     the naive script of bench/pair_speed.py (import TF, fit twice)
-  streamlit_rss_mb  resident memory of the Streamlit process (workers are separate)
+  streamlit_rss_mb  resident memory of the Streamlit process after the Runs in fresh pages (workers are
+                    separate)
 
     python bench/app_speed.py [--repeat 3] [--first-pages 3]
 
@@ -55,11 +60,13 @@ IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
 # verdict's metric and the glance chart, every Vega chart has drawn, and the script is idle.
 OVERVIEW_DRAWN = """
 window.overviewDrawnAt = null;
+window.scriptRan = false;  // since the Run was pressed: a second Run's page shows the last Overview until then
 const drawn = () => {
   const app = document.querySelector('[data-testid="stApp"]');
   const text = document.body ? document.body.innerText : "";
   const charts = [...document.querySelectorAll('.vega-embed')];
-  return app && app.getAttribute('data-test-script-state') === 'notRunning' &&
+  if (app && app.getAttribute('data-test-script-state') === 'running') window.scriptRan = true;
+  return window.scriptRan && app && app.getAttribute('data-test-script-state') === 'notRunning' &&
     text.includes('Largest prediction gap') && text.includes('Divergence at a glance') &&
     charts.length > 0 && charts.every(c => c.querySelector('canvas, svg'));
 };
@@ -145,12 +152,23 @@ def stop_server(server: subprocess.Popen) -> None:
     psutil.wait_procs(children, timeout=30)
 
 
-def workers_seconds(runs: Path, before: set[Path]) -> float:
-    """The span of the runs cached since `before` (A, B and the diagnosis's runs): from the first one handed
-    to a worker to the last result."""
-    new = [d for d in runs.iterdir() if d not in before and not d.name.startswith(".")]
+def workers_seconds(runs: Path, since: float) -> float:
+    """The span of the runs cached since `since` (A, B and the diagnosis's runs; a fresh training replaces a
+    run's entry): from the first one handed to a worker to the last result."""
+    new = [d for d in runs.iterdir() if not d.name.startswith(".") and (d / "run.json").stat().st_mtime >= since]
     timings = [json.loads((d / "run.json").read_text())["timings"] for d in new]
     return max(t["ended_at"] for t in timings) - min(t["ended_at"] - t["total_s"] for t in timings)
+
+
+def timed_run(page, runs: Path) -> tuple[float, float, float]:
+    """Press Run: seconds until the page drew every chart of the Overview, until Playwright's wait noticed that,
+    and the workers' span."""
+    page.evaluate("window.overviewDrawnAt = null; window.scriptRan = false")
+    clicked = time.time()  # the page's Date.now() reads the same clock
+    page.get_by_role("button", name="Run", exact=True).click()
+    page.wait_for_function("() => window.overviewDrawnAt !== null", timeout=300_000)
+    noticed = time.time() - clicked
+    return page.evaluate("window.overviewDrawnAt") - clicked, noticed, workers_seconds(runs, clicked)
 
 
 def wait_workers_warm(server_pid: int, timeout: float = 120.0) -> None:
@@ -198,24 +216,23 @@ def main() -> None:
         server = start_server(ROOT / "app.py", port, env)
         try:
             open_first_page(page, url, time.perf_counter())
-            times, seen_by_playwright, workers = [], [], []
+            times, seen_by_playwright, workers, again = [], [], [], []
             runs = Path(env["DIVERGENCE_LAB_CACHE"]) / "runs"
             for seed in range(1, args.repeat + 1):
                 page.goto(f"{url}/?b.optimizer.epsilon=1e-08&init=a&a.seeding.seed={seed}")
                 page.wait_for_selector(IDLE)
                 wait_workers_warm(server.pid)
-                before = set(runs.iterdir()) if runs.exists() else set()
-                page.evaluate("window.overviewDrawnAt = null")
-                clicked = time.time()  # the page's Date.now() reads the same clock
-                page.get_by_role("button", name="Run", exact=True).click()
-                page.get_by_text("Largest prediction gap").wait_for(timeout=300_000)
-                page.get_by_text("Divergence at a glance").wait_for(timeout=60_000)
-                page.locator(".vega-embed >> visible=true").last.wait_for(timeout=60_000)
-                page.wait_for_selector(IDLE)
-                seen_by_playwright.append(time.time() - clicked)
-                times.append(page.evaluate("window.overviewDrawnAt") - clicked)
-                workers.append(workers_seconds(runs, before))
+                drawn, noticed, span = timed_run(page, runs)
+                times.append(drawn)
+                seen_by_playwright.append(noticed)
+                workers.append(span)
             rss = psutil.Process(server.pid).memory_info().rss / 2**20
+            # In the page of the last Run: the same pair again, trained fresh each time.
+            page.get_by_test_id("stSidebar").get_by_text("Train fresh", exact=True).click()
+            for _ in range(args.repeat):
+                wait_workers_warm(server.pid)  # (and the toggle's rerun done)
+                drawn, _, span = timed_run(page, runs)
+                again.append((drawn, span))
         finally:
             stop_server(server)
         browser.close()
@@ -233,6 +250,8 @@ def main() -> None:
         "run_to_charts_playwright_s": statistics.median(seen_by_playwright),
         "workers_s": statistics.median(workers),
         "app_s": statistics.median(t - w for t, w in zip(times, workers)),
+        "app_again_s": statistics.median(t - w for t, w in again),
+        "app_again_all_s": " ".join(f"{t - w:.3f}" for t, w in again),
         "naive_total_s": naive_total,
         "naive_fit_only_s": naive_fit,
         "streamlit_rss_mb": rss,
