@@ -17,20 +17,29 @@ max |dw|, max |dp|, test samples that change class, what each run had in effect 
 precision, determinism) and its seconds of training. One JSON object per pair goes to --out as it
 finishes, so a run cut short keeps what it measured.
 
-    python bench/gpu_check.py [--epochs 20] [--out DIR] [--engines keras_jax,keras_torch]
+--ray also trains each pair on a local Ray instance started here (core.ray_executor: the node's pool in
+an actor that holds the node's GPUs, as on a cluster's GPU node) and says, per pair, the devices the
+Ray runs had in effect and whether A's and B's weights at every epoch and predictions are bitwise the
+pool's (compare with the "repeat" pair: a GPU run that does not repeat in the pool cannot match).
+
+    python bench/gpu_check.py [--epochs 20] [--out DIR] [--engines keras_jax,keras_torch] [--ray]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from core import ray_executor  # noqa: E402
 from core.config import DataConfig  # noqa: E402
 from core.engines import ENGINES, gpu_present  # noqa: E402
 from core.factors import make_pair, parse_run  # noqa: E402
@@ -76,12 +85,35 @@ def figures(result, elapsed: float) -> dict:
     return out
 
 
+def same_runs(x, y) -> bool:
+    """A's and B's weights at every epoch and their predictions, bitwise, in two results of one pair."""
+    return all(x.weights(m).keys() == y.weights(m).keys() and
+               all(np.array_equal(x.weights(m)[k], y.weights(m)[k]) for k in x.weights(m)) and
+               np.array_equal(x.predictions(m), y.predictions(m)) for m in "ab")
+
+
+def on_ray(pair, in_pool) -> dict:
+    """The pair trained on the local Ray instance: the devices its runs had in effect, and whether it is
+    bitwise the pool's result `in_pool`."""
+    os.environ[ray_executor.RAY_ENV] = "local"
+    try:
+        result = run_pair(pair, cache=False)
+    finally:
+        del os.environ[ray_executor.RAY_ENV]
+    s = result.summary
+    return {"complete": result.complete,
+            "devices": [s[m]["effective"]["device"] if s[m]["status"] in ("ok", "diverged") else s[m]["message"]
+                        for m in "ab"],
+            "bitwise_equal_to_pool": result.complete and in_pool.complete and same_runs(result, in_pool)}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--out", type=Path, help="folder for gpu_check.json")
     parser.add_argument("--engines", default="keras_jax,keras_torch",
                         help="comma-separated engines (those not installed here are skipped)")
+    parser.add_argument("--ray", action="store_true", help="each pair on a local Ray instance too (see above)")
     args = parser.parse_args()
     if not gpu_present():
         print("no NVIDIA GPU visible here (/dev/nvidia<N>, CUDA_VISIBLE_DEVICES): nothing to check", file=sys.stderr)
@@ -97,6 +129,8 @@ def main() -> int:
                 started = time.perf_counter()
                 result = run_pair(pair, pool, cache=False)
                 measured[f"{engine} {name}"] = row = figures(result, time.perf_counter() - started)
+                if args.ray:
+                    row["ray"] = on_ray(pair, result)
                 print(f"{engine} {name}: {json.dumps(row)}", flush=True)
                 if args.out:
                     args.out.mkdir(parents=True, exist_ok=True)
