@@ -19,8 +19,9 @@ finishes, so a run cut short keeps what it measured.
 
 --ray also trains each pair on a local Ray instance started here (core.ray_executor: the node's pool in
 an actor that holds the node's GPUs, as on a cluster's GPU node) and says, per pair, the devices the
-Ray runs had in effect and whether A's and B's weights at every epoch and predictions are bitwise the
-pool's (compare with the "repeat" pair: a GPU run that does not repeat in the pool cannot match).
+Ray runs had in effect and whether every array they recorded (A's and B's weights at every epoch, their
+predictions) is bitwise the pool's (compare with the "repeat" pair: a GPU run that does not repeat in the
+pool cannot match).
 
     python bench/gpu_check.py [--epochs 20] [--out DIR] [--engines keras_jax,keras_torch] [--ray]
 """
@@ -33,8 +34,6 @@ import os
 import sys
 import time
 from pathlib import Path
-
-import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -85,13 +84,6 @@ def figures(result, elapsed: float) -> dict:
     return out
 
 
-def same_runs(x, y) -> bool:
-    """A's and B's weights at every epoch and their predictions, bitwise, in two results of one pair."""
-    return all(x.weights(m).keys() == y.weights(m).keys() and
-               all(np.array_equal(x.weights(m)[k], y.weights(m)[k]) for k in x.weights(m)) and
-               np.array_equal(x.predictions(m), y.predictions(m)) for m in "ab")
-
-
 def on_ray(pair, in_pool) -> dict:
     """The pair trained on the local Ray instance: the devices its runs had in effect, and whether it is
     bitwise the pool's result `in_pool`."""
@@ -104,7 +96,7 @@ def on_ray(pair, in_pool) -> dict:
     return {"complete": result.complete,
             "devices": [s[m]["effective"]["device"] if s[m]["status"] in ("ok", "diverged") else s[m]["message"]
                         for m in "ab"],
-            "bitwise_equal_to_pool": result.complete and in_pool.complete and same_runs(result, in_pool)}
+            "bitwise_equal_to_pool": result.complete and in_pool.complete and result.same_bits(in_pool)}
 
 
 def main() -> int:

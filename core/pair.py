@@ -64,6 +64,11 @@ class PairResult:
         """Final test predictions: class probabilities, or the regression output in column 0."""
         return self.prediction_history(model)[-1]
 
+    def same_bits(self, other: PairResult) -> bool:
+        """Every recorded array (both runs' weights at every epoch, their predictions...) bitwise equal in `other`."""
+        return self.arrays.keys() == other.arrays.keys() and all(
+            self.arrays[k].tobytes() == other.arrays[k].tobytes() for k in self.arrays)
+
     def save(self, directory: str | Path) -> Path:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)

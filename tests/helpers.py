@@ -10,9 +10,8 @@ import psutil
 
 
 def same_arrays(r1, r2) -> bool:
-    """Two pair results hold the same arrays, bitwise."""
-    return r1.arrays.keys() == r2.arrays.keys() and all(
-        r1.arrays[k].tobytes() == r2.arrays[k].tobytes() for k in r1.arrays)
+    """Two pair results hold the same arrays, bitwise (core.pair.PairResult.same_bits)."""
+    return r1.same_bits(r2)
 
 
 def process_ends(pid: int, timeout: float = 10.0) -> bool:
