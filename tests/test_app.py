@@ -62,6 +62,8 @@ def test_the_live_chart_holds_each_epochs_train_loss_as_the_runs_reported_it(dig
     first test of the Run's AppTest: the pages after it draw other charts.)"""
     from streamlit.dataframe_util import convert_arrow_bytes_to_pandas_df
 
+    from ui import charts
+
     result = digits_app.session_state["result"]
     live = [c for c in digits_app.get("vega_lite_chart") if '"title": "train loss"' in c.proto.spec]
     assert len(live) == 1 and not live[0].proto.datasets
@@ -71,6 +73,7 @@ def test_the_live_chart_holds_each_epochs_train_loss_as_the_runs_reported_it(dig
         history = result.summary[model]["history"]
         assert drawn["epoch"].tolist() == [h["epoch"] for h in history] == [1, 2]
         assert drawn["loss"].tolist() == [h["loss"] for h in history]
+    assert charts.live_loss_spec() == charts.live_loss_spec.__wrapped__()  # the kept spec, as built, after redraws
 
 
 def test_every_page_renders_the_measured_numbers(app_test_pages, digits_app):

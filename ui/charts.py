@@ -9,7 +9,6 @@ where the two coincide B runs inside A and both stay visible.
 
 from __future__ import annotations
 
-import copy
 import functools
 import math
 
@@ -98,15 +97,12 @@ def loss_curves(history: pd.DataFrame, measure: str = "loss", log_scale: bool = 
                         strokeDash=dash).properties(height=320)
 
 
+@functools.cache
 def live_loss_spec() -> dict:
     """The live loss chart as a Vega-Lite spec without its rows (epoch, model, loss, as they arrive during
     training), which `st.vega_lite_chart(rows, spec)` adds at each redraw. Built once per process: an Altair
-    chart took ~0.1 s to build and validate at every redraw, on the thread that follows the training."""
-    return copy.deepcopy(_live_loss_spec())  # (Streamlit edits the spec it is given)
-
-
-@functools.cache
-def _live_loss_spec() -> dict:
+    chart took ~0.1 s to build and validate at every redraw, on the thread that follows the training. (Streamlit
+    copies a spec before it adds to it, so the one kept here stays as built.)"""
     chart = _model_lines(alt.Chart(alt.Data(name="rows")), alt.X("epoch:Q", title="epoch", axis=EPOCH_AXIS),
                          alt.Y("loss:Q", title="train loss"), ["model:N", "epoch:Q", "loss:Q"]).properties(height=200)
     spec = chart.to_dict()
