@@ -1,14 +1,15 @@
 """The app in a real browser, side by side with the naive script, in one run.
 
-  first_page_s      server start -> first page rendered (script idle, Run button drawn), with the
-                    browser already open; minimal_streamlit_first_page_s is the same for a
+  first_page_s      server start -> first page rendered (script idle, Run button drawn, as the page
+                    itself timestamps it), with the browser already open; minimal_streamlit_first_page_s is the same for a
                     three-line Streamlit app, the floor on this machine; widgets_first_page_s is the same
                     for a ten-line app with the kinds of widgets the first page's sidebar uses (the
                     browser fetches each kind's code when it first draws one); medians of --first-pages
                     fresh servers of each, alternating (one start varies by a second here)
   first_view_s      the same first page, opened once the server is up and idle: the page load, the script's
                     first run and the browser's drawing, without the server's start (steadier across runs);
-                    minimal_first_view_s and widgets_first_view_s likewise
+                    minimal_first_view_s and widgets_first_view_s likewise. The app's modules are compiled
+                    before (bytecode in core/ and ui/, as a deployed app has it from its first start)
   run_to_charts_s   press Run (default scenario, warm workers, nothing cached) -> every
                     chart of the Overview drawn, as the page itself timestamps it (a
                     MutationObserver: the verdict's metric, the glance chart, every Vega chart
@@ -56,22 +57,34 @@ sys.path.insert(0, str(ROOT / "bench"))
 from pair_speed import naive, print_figures  # noqa: E402
 
 IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
-# In the page: window.overviewDrawnAt is the first time (Date.now(), seconds) that the Overview shows the
-# verdict's metric and the glance chart, every Vega chart has drawn, and the script is idle.
-OVERVIEW_DRAWN = """
+# The page timestamps itself (Date.now(), seconds), as soon as it is drawn, rather than Playwright noticing it:
+# Playwright's waits poll, and each poll queries the whole page, longer the more the page holds.
+#   window.firstPageDrawnAt: the first time the Run button is drawn and the script has run and is idle.
+#   window.overviewDrawnAt: the first time since `scriptRan` was reset (a Run pressed) that the Overview shows the
+#   verdict's metric and the glance chart, every Vega chart has drawn, and the script is idle; a second Run's page
+#   shows the last Overview until the script has run.
+# The checks read textContent, not innerText, which would make the browser lay out the page at every change.
+DRAWN = """
+window.firstPageDrawnAt = null;
 window.overviewDrawnAt = null;
-window.scriptRan = false;  // since the Run was pressed: a second Run's page shows the last Overview until then
-const drawn = () => {
+window.scriptRan = false;
+const check = () => {
   const app = document.querySelector('[data-testid="stApp"]');
-  const text = document.body ? document.body.innerText : "";
-  const charts = [...document.querySelectorAll('.vega-embed')];
-  if (app && app.getAttribute('data-test-script-state') === 'running') window.scriptRan = true;
-  return window.scriptRan && app && app.getAttribute('data-test-script-state') === 'notRunning' &&
-    text.includes('Largest prediction gap') && text.includes('Divergence at a glance') &&
-    charts.length > 0 && charts.every(c => c.querySelector('canvas, svg'));
+  if (!app) return;
+  const state = app.getAttribute('data-test-script-state');
+  if (state === 'running') window.scriptRan = true;
+  if (!window.scriptRan || state !== 'notRunning') return;
+  const now = Date.now() / 1000;
+  if (window.firstPageDrawnAt === null && [...document.querySelectorAll('button')].some(b => b.textContent.trim() === 'Run'))
+    window.firstPageDrawnAt = now;
+  if (window.overviewDrawnAt === null) {
+    const text = document.body.textContent;
+    const charts = [...document.querySelectorAll('.vega-embed')];
+    if (text.includes('Largest prediction gap') && text.includes('Divergence at a glance') && charts.length > 0 &&
+        charts.every(c => c.querySelector('canvas, svg'))) window.overviewDrawnAt = now;
+  }
 };
-new MutationObserver(() => { if (window.overviewDrawnAt === null && drawn()) window.overviewDrawnAt = Date.now() / 1000; })
-  .observe(document, {subtree: true, childList: true, attributes: true, characterData: true});
+new MutationObserver(check).observe(document, {subtree: true, childList: true, attributes: true, characterData: true});
 """
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
          "--disable-component-update", "--disable-sync"]
@@ -103,8 +116,15 @@ def start_server(app: Path, port: int, env: dict) -> subprocess.Popen:
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
+def new_page(browser):
+    """A page of the size the benchmarks use, that timestamps its own drawing (DRAWN)."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.add_init_script(DRAWN)
+    return page
+
+
 def open_first_page(page, url: str, started: float) -> float:
-    """Seconds from `started` (server launch) until the page is drawn, the Run button included."""
+    """Seconds from `started` (time.time()) until the page drew itself, the Run button included."""
     while True:
         try:
             page.goto(url, timeout=2000)
@@ -113,13 +133,14 @@ def open_first_page(page, url: str, started: float) -> float:
             time.sleep(0.05)
     page.get_by_role("button", name="Run", exact=True).wait_for(timeout=60_000)
     page.wait_for_selector(IDLE)
-    return time.perf_counter() - started
+    page.wait_for_function("() => window.firstPageDrawnAt !== null")
+    return page.evaluate("window.firstPageDrawnAt") - started
 
 
 def first_page_seconds(page, app: Path, env: dict) -> float:
     """Server launch -> first page drawn, on a fresh server of `app`; the server and its workers end after."""
     port = _port()
-    started = time.perf_counter()
+    started = time.time()  # the page's Date.now() reads the same clock
     server = start_server(app, port, env)
     try:
         return open_first_page(page, f"http://127.0.0.1:{port}", started)
@@ -139,7 +160,7 @@ def first_view_seconds(page, app: Path, env: dict) -> float:
             except OSError:  # not listening yet
                 time.sleep(0.05)
         time.sleep(1.5)  # the server's start-up work done
-        return open_first_page(page, f"http://127.0.0.1:{port}", time.perf_counter())
+        return open_first_page(page, f"http://127.0.0.1:{port}", time.time())
     finally:
         stop_server(server)
 
@@ -194,10 +215,14 @@ def main() -> None:
     parser.add_argument("--first-pages", type=int, default=3, help="first pages of each app, on fresh servers")
     args = parser.parse_args()
     env = {**os.environ, "DIVERGENCE_LAB_CACHE": tempfile.mkdtemp(prefix="bench-cache-")}
+    # The servers start as a deployed app's do, its modules' bytecode kept from an earlier start (as the
+    # installed libraries' is from their install): with PYTHONDONTWRITEBYTECODE set, as on some machines, every
+    # start would compile the app's own modules again, work that a minimal app does not have.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    subprocess.run([sys.executable, "-m", "compileall", "-q", "core", "ui"], cwd=ROOT, env=env, check=True)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=FLAGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.add_init_script(OVERVIEW_DRAWN)
+        page = new_page(browser)
 
         folder = Path(tempfile.mkdtemp(prefix="bench-minimal-"))
         minimal, widgets = folder / "app.py", folder / "widgets.py"
@@ -215,7 +240,7 @@ def main() -> None:
         url = f"http://127.0.0.1:{port}"
         server = start_server(ROOT / "app.py", port, env)
         try:
-            open_first_page(page, url, time.perf_counter())
+            open_first_page(page, url, time.time())
             times, seen_by_playwright, workers, again = [], [], [], []
             runs = Path(env["DIVERGENCE_LAB_CACHE"]) / "runs"
             for seed in range(1, args.repeat + 1):

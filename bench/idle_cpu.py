@@ -39,7 +39,7 @@ from playwright.sync_api import sync_playwright
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 
-from app_speed import FLAGS, _port, open_first_page, wait_workers_warm  # noqa: E402
+from app_speed import FLAGS, _port, new_page, open_first_page, wait_workers_warm  # noqa: E402
 from pair_speed import print_figures  # noqa: E402
 
 OVERFLOW = "Inotify queue overflowed"
@@ -130,9 +130,9 @@ def measure(app: Path, watcher: str | None, env: dict, idle_s: float, browser) -
         command += ["--server.fileWatcherType", watcher]
     log = app.parent / f"server-{watcher or 'config'}.log"
     with open(log, "wb") as out:
-        started = time.perf_counter()
+        started = time.time()  # (open_first_page reads the page's clock)
         server = subprocess.Popen(command, cwd=app, env=env, stdout=out, stderr=subprocess.STDOUT)
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page = new_page(browser)
     try:
         first_page_s = open_first_page(page, f"http://127.0.0.1:{port}", started)
         wait_workers_warm(server.pid)

@@ -27,7 +27,7 @@ from playwright.sync_api import sync_playwright
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 
-from app_speed import FLAGS, IDLE, _port, open_first_page  # noqa: E402
+from app_speed import FLAGS, IDLE, _port, new_page, open_first_page  # noqa: E402
 from pair_speed import print_figures  # noqa: E402
 
 
@@ -85,8 +85,8 @@ def main() -> None:
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=FLAGS)
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            open_first_page(page, url, time.perf_counter())
+            page = new_page(browser)
+            open_first_page(page, url, time.time())
             started = time.perf_counter()
             page.get_by_role("button", name="Run", exact=True).click()
             page.get_by_text("Largest prediction gap").wait_for(timeout=600_000)
