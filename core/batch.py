@@ -52,7 +52,7 @@ from core import budget, ray_executor
 from core.config import ConfigError, RunConfig, run_to_dict
 from core.engines import engine, unavailable
 from core.pool import DEFAULT_TIMEOUT_S, Job, Progress, WorkerPool, default_pool, run_jobs
-from core.storage import cache_root, evict_least_recent, limit_bytes, private_dir, touch
+from core.storage import evict_least_recent, limit_bytes, nothing_saved, private_dir, runs_folder, touch
 
 PACKAGES = ("tensorflow", "keras", "tf-keras", "jax", "jaxlib", "torch", "numpy", "scikit-learn", "pandas")
 ARRAYS = ("predictions", "grid_predictions", "test_inputs")  # outcome fields kept as arrays, besides the weights
@@ -214,7 +214,7 @@ class RunCache:
 
     def __init__(self, directory: str | Path | None = None, memory_items: int = 32,
                  memory_mb: float = DEFAULT_MEMORY_MB, max_mb: float | None = None):
-        self.directory = Path(directory or cache_root()) / "runs"
+        self.directory = runs_folder(directory)
         self.max_bytes = limit_bytes(DISK_LIMIT_ENV, DEFAULT_DISK_MB) if max_mb is None else int(max_mb * MB)
         self.memory: OrderedDict[str, tuple[dict, int]] = OrderedDict()  # key -> (outcome, bytes of its arrays)
         self.memory_items = memory_items
@@ -244,10 +244,7 @@ class RunCache:
         with self.lock:
             if self.memory:
                 return False
-        try:
-            return not any(self.directory.iterdir())
-        except OSError:
-            return True
+        return nothing_saved(self.directory)
 
     def has(self, key: str) -> bool:
         """Whether get() would serve the run; reads an entry's files only the first time it sees them."""

@@ -19,6 +19,19 @@ def cache_root() -> Path:
     return Path(os.environ.get("DIVERGENCE_LAB_CACHE") or Path.home() / ".cache" / "divergence-lab")
 
 
+def runs_folder(root: str | Path | None = None) -> Path:
+    """Where the run cache (core.batch.RunCache) keeps its entries: under `root`, else cache_root()."""
+    return Path(root or cache_root()) / "runs"
+
+
+def nothing_saved(folder: Path) -> bool:
+    """The folder holds no entry (or does not exist)."""
+    try:
+        return not any(folder.iterdir())
+    except OSError:
+        return True
+
+
 def limit_bytes(env: str, default_mb: float) -> int:
     """A folder's size limit: megabytes from the environment variable `env`, else `default_mb`."""
     value = os.environ.get(env, "").strip()

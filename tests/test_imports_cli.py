@@ -28,6 +28,25 @@ def test_modules_the_ui_uses_do_not_import_tensorflow():
     assert done.stdout.strip() == "none"
 
 
+def test_the_first_page_of_a_fresh_server_draws_without_numpy(tmp_path):
+    """Every first visit lands on the first page: on a server with nothing cached it draws without importing
+    core.pair, NumPy, pandas or Altair (~0.1 s before anything shows); they load once it is drawn
+    (ui.run.prepare_in_background, held back here)."""
+    code = ("import sys\n"
+            "from streamlit.testing.v1 import AppTest\n"
+            "from ui import run\n"
+            "run.PREPARE_DELAY_S = 600\n"
+            "at = AppTest.from_file('app.py', default_timeout=60)\n"
+            "at.run()\n"
+            "assert not at.exception and at.main.button, 'no first page'\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('numpy', 'pandas', 'altair', 'sklearn')\n"
+            "             or m in ('core.pair', 'core.batch', 'core.data')))\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "DIVERGENCE_LAB_CACHE": str(tmp_path)})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
 def test_cli_lists_presets_one_per_line():
     done = _python("-m", "core", "presets")
     assert done.returncode == 0

@@ -1,12 +1,16 @@
 """What every page starts with, and what pages share."""
 
+from __future__ import annotations
+
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import streamlit as st
 
-from core.batch import plain
-from core.pair import PairResult
 from ui import gallery, run
+
+if TYPE_CHECKING:
+    from core.pair import PairResult
 
 
 def result_or_stop() -> PairResult:
@@ -18,6 +22,8 @@ def result_or_stop() -> PairResult:
     if result is None:
         gallery.show()
         st.stop()
+    from core.batch import plain  # (after the first page, which draws without NumPy: see ui.run)
+
     pair = st.session_state.get(run.SIDEBAR_PAIR)
     if pair is None or plain(pair.to_dict()) != result.summary["config"]:
         st.info("These results are for an earlier setup, not the one in the sidebar now: press **Run** to train "

@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import TYPE_CHECKING
 
 import streamlit as st
 
-from core import data, ray_executor
+from core import ray_executor
 from core.config import ConfigError, DataConfig, PairConfig
-from core.pair import MODELS, PairResult, cached_result, full_plan, run_pair
 from core.pool import default_pool
+from core.storage import nothing_saved, runs_folder
 from ui.text import plain
+
+if TYPE_CHECKING:
+    from core.pair import PairResult
+# core.pair (and with it NumPy, the data sets, the diagnosis: ~0.1 s) is imported where a result is read or
+# trained, not here: every first visit lands on the first page, which draws without it; prepare_in_background
+# loads it once that page is drawn.
 
 RESULT, ERROR, TRAINING = "result", "run_error", "training"
 SIDEBAR_PAIR = "sidebar.pair"  # the pair the sidebar describes now (None while a control is out of range)
@@ -42,8 +49,8 @@ PREPARE_DELAY_S = 1.5
 
 def prepare_in_background() -> None:
     """Once per server, off the script thread and after the first page is drawn: what the first Run needs,
-    the worker pool (its workers import TensorFlow; on Ray, the node pools), the default data (scikit-learn) and
-    the chart modules (pandas, Altair). A Run before then starts the pool itself."""
+    its modules (core.pair, NumPy), the worker pool (its workers import TensorFlow; on Ray, the node pools), the
+    default data (scikit-learn) and the chart modules (pandas, Altair). A Run before then starts the pool itself."""
     if not _prepared.is_set():
         _prepared.set()
         # narwhals (~35 ms) comes first, on this thread: scikit-learn there and Altair here both import it,
@@ -57,6 +64,9 @@ def prepare_in_background() -> None:
 
 
 def _prepare() -> None:
+    import core.pair  # noqa: F401
+    from core import data
+
     if ray_executor.address():  # the batches run on Ray: its node pools, no local one
         try:
             ray_executor.prepare()
@@ -71,6 +81,11 @@ def _prepare() -> None:
 
 
 def show_cached(pair: PairConfig) -> None:
+    """A new session opens on the pair's result when this server has all its runs."""
+    if nothing_saved(runs_folder()):  # (a fresh server: answered without importing core.pair)
+        return
+    from core.pair import cached_result
+
     hit = cached_result(pair)
     if hit is not None:
         st.session_state[RESULT] = hit
@@ -91,6 +106,8 @@ def show_messages(training_now: bool) -> None:
 
 def _label(run: str) -> str:
     """"A", "B", or the check's own name ("A again")."""
+    from core.pair import MODELS
+
     return run.upper() if run in MODELS else run
 
 
@@ -102,6 +119,7 @@ def train(pair: PairConfig, fresh: bool = False) -> None:
     cached copy of such a run would pass one earlier sample off as the result.
     """
     from core.export import pair_not_reproducible
+    from core.pair import MODELS, full_plan, run_pair
     from ui import charts  # not on the first page; usually loaded by then (prepare_in_background)
 
     reuse = not fresh and not pair_not_reproducible(pair)
