@@ -352,6 +352,30 @@ def test_train_fresh_retrains_a_repeatable_pair_to_the_same_bits(app_test_pages,
     assert not fresh.cached and same_arrays(fresh, cached)
 
 
+def test_the_training_status_says_what_each_run_did(app_test_pages, standin_workers):
+    """A bar per run inside the status: a run trained before says it came from the cache (said before any job is
+    handed out, drawn once the status is), a trained one its last epoch and loss; the status says how it ended."""
+
+    def status_and_bars(at: AppTest) -> tuple[tuple[str, str], dict[str, str]]:
+        (status,) = [block for block in at.main.children.values() if block.type == "status"]
+        bars = [e.proto.text for e in status.children.values() if e.type == "progress"]
+        return (status.label, status.state), {text.split(":")[0]: text for text in bars}
+
+    at = _run_scenario(_app(), "adam-epsilon", epochs=1)
+    (label, state), bars = status_and_bars(at)
+    assert (label, state) == ("Training done", "complete")
+    assert bars["A"].startswith("A: epoch 1/1, loss ") and bars["B"].startswith("B: epoch 1/1, loss ")
+    _set(at, **{"b.optimizer.epsilon": 1e-6})
+    _click_run(at)
+    (label, state), bars = status_and_bars(at)
+    assert (label, state) == ("Training done", "complete")
+    assert bars["A"] == "A: trained before, taken from the cache" and bars["B"].startswith("B: epoch 1/1, loss ")
+    _click_run(at)
+    (label, state), bars = status_and_bars(at)
+    assert (label, state) == ("Served from the cache", "complete")
+    assert {bars[m] for m in "AB"} == {f"{m}: trained before, taken from the cache" for m in "AB"}
+
+
 def test_the_scenario_travels_in_the_link_and_shows_when_it_was_edited(app_test_pages):
     at = _app()
     at.run()

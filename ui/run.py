@@ -133,51 +133,69 @@ def train(pair: PairConfig, fresh: bool = False) -> None:
     redraw = Throttle()  # every run's progress and the live chart together
     st.session_state[TRAINING] = True
     st.session_state[ERROR] = None
-    with st.status("Training A and B in fresh worker processes" + (
-            f", and {checks} run{'s' * (checks > 1)} that check{'s' * (checks == 1)} why they differ" if checks
-            else "") + "…", expanded=True) as status:
-        bars = {m: st.progress(0.0, text=f"{_label(m)}: waiting for a worker") for m in epochs}
-        live = st.empty()
+    title = "Training A and B in fresh worker processes" + (
+        f", and {checks} run{'s' * (checks > 1)} that check{'s' * (checks == 1)} why they differ" if checks
+        else "") + "…"
+    shown = {m: (0.0, f"{_label(m)}: waiting for a worker") for m in epochs}  # run -> its bar's value and text
+    bars: dict = {}
+    status = live = None
 
-        def on_event(model: str, event: dict) -> None:
-            nonlocal charted
-            label = _label(model)
-            if event["type"] == "started":
-                bars[model].progress(0.0, text=f"{label}: starting (TensorFlow import if the worker is cold)")
-            elif event["type"] == "cached":
-                bars[model].progress(1.0, text=f"{label}: trained before, taken from the cache")
-            elif event["type"] == "epoch":
-                n = event["epoch"]
-                if model in MODELS:
-                    rows.append({"epoch": n, "model": label, "loss": event["loss"]})
-                latest[model] = (n, event["loss"])
-                if redraw.due(force=n == epochs[model]):  # always at a last epoch
-                    for m, (done, loss) in latest.items():
-                        bars[m].progress(min(done / epochs[m], 1.0),
-                                         text=f"{_label(m)}: epoch {done}/{epochs[m]}, loss {loss:.4g}")
-                    if len(rows) > charted:
-                        live.vega_lite_chart(rows, charts.live_loss_spec(), width="stretch")
-                        charted = len(rows)
-            elif event["type"] == "error":
-                bars[model].progress(1.0, text=plain(f"{label}: {event['message']}"))
+    def draw_status() -> None:
+        """The status with a bar per run and the live chart, once. Streamlit's st.status sleeps 50 ms when it is
+        created (its workaround for the browser missing a quick first update), so it is drawn at the first event
+        from a worker, when the workers have their jobs, rather than before run_pair hands them out."""
+        nonlocal status, live
+        if status is None:
+            status = st.status(title, expanded=True)
+            bars.update({m: status.progress(value, text=text) for m, (value, text) in shown.items()})
+            live = status.empty()
 
-        try:
-            result = run_pair(pair, on_event=on_event, reuse=reuse)
-        except ConfigError as e:
-            result = None
-            st.session_state[ERROR] = str(e)
-        st.session_state.pop(TRAINING, None)  # still set if Stop interrupted this script run
-        if result is not None and result.complete:
-            st.session_state[RESULT] = result
-            st.session_state[ERROR] = None
-            status.update(label="Served from the cache" if result.cached else "Training done" if reuse else
-                          "Trained fresh (nothing served from the cache)", state="complete", expanded=False)
-        else:
-            if result is not None:
-                st.session_state[ERROR] = "The run did not finish; the last complete result is still shown. " + \
-                    " ".join(f"{m.upper()}: {result.summary[m]['message']}" for m in ("a", "b")
-                             if result.summary[m]["status"] not in ("ok", "diverged"))
-            status.update(label="Training failed", state="error", expanded=False)
+    def show(model: str, value: float, text: str) -> None:
+        shown[model] = (value, text)
+        if model in bars:
+            bars[model].progress(value, text=text)
+
+    def on_event(model: str, event: dict) -> None:
+        nonlocal charted
+        label = _label(model)
+        if event["type"] == "cached":  # (said before any job is handed out: the status waits)
+            show(model, 1.0, f"{label}: trained before, taken from the cache")
+            return
+        draw_status()
+        if event["type"] == "started":
+            show(model, 0.0, f"{label}: starting (TensorFlow import if the worker is cold)")
+        elif event["type"] == "epoch":
+            n = event["epoch"]
+            if model in MODELS:
+                rows.append({"epoch": n, "model": label, "loss": event["loss"]})
+            latest[model] = (n, event["loss"])
+            if redraw.due(force=n == epochs[model]):  # always at a last epoch
+                for m, (done, loss) in latest.items():
+                    show(m, min(done / epochs[m], 1.0), f"{_label(m)}: epoch {done}/{epochs[m]}, loss {loss:.4g}")
+                if len(rows) > charted:
+                    live.vega_lite_chart(rows, charts.live_loss_spec(), width="stretch")
+                    charted = len(rows)
+        elif event["type"] == "error":
+            show(model, 1.0, plain(f"{label}: {event['message']}"))
+
+    try:
+        result = run_pair(pair, on_event=on_event, reuse=reuse)
+    except ConfigError as e:
+        result = None
+        st.session_state[ERROR] = str(e)
+    st.session_state.pop(TRAINING, None)  # still set if Stop interrupted this script run
+    draw_status()  # (when no worker had a job: everything cached, or refused)
+    if result is not None and result.complete:
+        st.session_state[RESULT] = result
+        st.session_state[ERROR] = None
+        status.update(label="Served from the cache" if result.cached else "Training done" if reuse else
+                      "Trained fresh (nothing served from the cache)", state="complete", expanded=False)
+    else:
+        if result is not None:
+            st.session_state[ERROR] = "The run did not finish; the last complete result is still shown. " + \
+                " ".join(f"{m.upper()}: {result.summary[m]['message']}" for m in ("a", "b")
+                         if result.summary[m]["status"] not in ("ok", "diverged"))
+        status.update(label="Training failed", state="error", expanded=False)
     if st.session_state[ERROR]:  # outside the collapsed status, where the user looks
         st.error(plain(st.session_state[ERROR]))
 
