@@ -1,10 +1,11 @@
 """The app in a real browser, side by side with the naive script, in one run.
 
   first_page_s      server start -> first page rendered (script idle, Run button drawn, as the page
-                    itself timestamps it), with the browser already open; minimal_streamlit_first_page_s is the same for a
-                    three-line Streamlit app, the floor on this machine; widgets_first_page_s is the same
-                    for a ten-line app with the kinds of widgets the first page's sidebar uses (the
-                    browser fetches each kind's code when it first draws one); medians of --first-pages
+                    itself timestamps it), with the browser already open;
+                    minimal_streamlit_first_page_s is the same for a three-line Streamlit app, the floor
+                    on this machine; widgets_first_page_s is the same for a ten-line app with the kinds
+                    of widgets the first page's sidebar uses (the browser fetches each kind's code when it
+                    first draws one); medians of --first-pages
                     fresh servers of each, alternating (one start varies by a second here)
   first_view_s      the same first page, opened once the server is up and idle: the page load, the script's
                     first run and the browser's drawing, without the server's start (steadier across runs);
@@ -79,8 +80,8 @@ const check = () => {
   if (state === 'running') window.scriptRan = true;
   if (!window.scriptRan || state !== 'notRunning') return;
   const now = Date.now() / 1000;
-  if (window.firstPageDrawnAt === null && [...document.querySelectorAll('button')].some(b => b.textContent.trim() === 'Run'))
-    window.firstPageDrawnAt = now;
+  const runButton = () => [...document.querySelectorAll('button')].some(b => b.textContent.trim() === 'Run');
+  if (window.firstPageDrawnAt === null && runButton()) window.firstPageDrawnAt = now;
   if (window.overviewDrawnAt === null) {
     const text = document.body.textContent;
     const charts = [...document.querySelectorAll('.vega-embed')];
@@ -135,9 +136,9 @@ def open_first_page(page, url: str, started: float) -> float:
             break
         except Exception:  # the server is not listening yet
             time.sleep(0.05)
-    page.get_by_role("button", name="Run", exact=True).wait_for(timeout=60_000)
-    page.wait_for_selector(IDLE)
-    page.wait_for_function("() => window.firstPageDrawnAt !== null")
+    # (only the page's own flag is polled: a role query of the whole page at each poll would compete with the
+    # drawing it measures)
+    page.wait_for_function("() => window.firstPageDrawnAt !== null", timeout=60_000)
     return page.evaluate("window.firstPageDrawnAt") - started
 
 

@@ -12,8 +12,8 @@ UI_MODULES = ["core.config", "core.factors", "core.presets", "core.data", "core.
               "core.pair", "core.pool", "core.worker", "core.recording"]
 
 
-def _python(*args, timeout=600):
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+def _python(*args, timeout=600, **env):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **env}
     return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=timeout)
 
@@ -41,8 +41,7 @@ def test_the_first_page_of_a_fresh_server_draws_without_numpy(tmp_path):
             "assert not at.exception and at.main.button, 'no first page'\n"
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('numpy', 'pandas', 'altair', 'sklearn')\n"
             "             or m in ('core.pair', 'core.batch', 'core.data')))\n")
-    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "DIVERGENCE_LAB_CACHE": str(tmp_path)})
+    done = _python("-c", code, timeout=120, DIVERGENCE_LAB_CACHE=str(tmp_path))
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
 

@@ -104,13 +104,6 @@ def show_messages(training_now: bool) -> None:
         st.error(plain(st.session_state[ERROR]))
 
 
-def _label(run: str) -> str:
-    """"A", "B", or the check's own name ("A again")."""
-    from core.pair import MODELS
-
-    return run.upper() if run in MODELS else run
-
-
 def train(pair: PairConfig, fresh: bool = False) -> None:
     """Train the pair with progress per model and loss curves that grow while it runs.
 
@@ -121,6 +114,10 @@ def train(pair: PairConfig, fresh: bool = False) -> None:
     from core.export import pair_not_reproducible
     from core.pair import MODELS, full_plan, run_pair
     from ui import charts  # not on the first page; usually loaded by then (prepare_in_background)
+
+    def _label(run: str) -> str:
+        """"A", "B", or the check's own name ("A again")."""
+        return run.upper() if run in MODELS else run
 
     reuse = not fresh and not pair_not_reproducible(pair)
 
