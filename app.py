@@ -33,10 +33,13 @@ page = st.navigation([
     st.Page("pages/sweep.py", title="Sweep", icon=":material/linear_scale:"),
     st.Page("pages/reproduce.py", title="Reproduce", icon=":material/terminal:"),
 ])
-# The first page (the Overview before any result: the gallery) draws the sidebar's sections with their inputs
-# only once opened, so that it is drawn sooner; everywhere else they are drawn, so that opening a section is no
-# rerun (a rerun would stop a training or a batch under way).
-pair = sidebar.render(lazy_sections=page is overview and run.current() is None and not sidebar.run_pending())
+first_page = page is overview and run.current() is None and not sidebar.run_pending()  # the gallery
+if not first_page:  # a result to show, a Run or another page (the first page draws sooner without them)
+    run.import_result_modules()
+# The first page draws the sidebar's sections with their inputs only once opened, so that it is drawn sooner;
+# everywhere else they are drawn, so that opening a section is no rerun (a rerun would stop a training or a
+# batch under way).
+pair = sidebar.render(lazy_sections=first_page)
 st.session_state[run.SIDEBAR_PAIR] = pair
 if pair is not None:
     params = state.to_params(pair)

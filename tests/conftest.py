@@ -8,6 +8,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from core.pool import WorkerPool  # noqa: E402
+from helpers import pages_init_as_on_a_server  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -120,15 +121,8 @@ def app_test_pages():
     from streamlit.runtime import pages_manager
 
     installed_components = manifest_scanner.scan_component_manifests()
-
-    original = pages_manager.PagesManager.__init__
-
-    def init(self, *args, **kwargs):
-        original(self, *args, **kwargs)
-        pages_manager.PagesManager.uses_pages_directory = False
-
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(pages_manager.PagesManager, "__init__", init)
+        patch.setattr(pages_manager.PagesManager, "__init__", pages_init_as_on_a_server())
         patch.setattr(manifest_scanner, "scan_component_manifests", lambda *args, **kwargs: installed_components)
         yield
 

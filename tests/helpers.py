@@ -22,6 +22,20 @@ def process_ends(pid: int, timeout: float = 10.0) -> bool:
     return not psutil.pid_exists(pid)
 
 
+def pages_init_as_on_a_server():
+    """A PagesManager.__init__ that remembers, as the real server does, that st.navigation switched Streamlit's
+    legacy pages/ folder mode off (AppTest forgets it between runs; DESIGN.md)."""
+    from streamlit.runtime import pages_manager
+
+    original = pages_manager.PagesManager.__init__
+
+    def init(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        pages_manager.PagesManager.uses_pages_directory = False
+
+    return init
+
+
 class FreshPython:
     """A plain script (a file, or source code) in a fresh interpreter, started at once and read later: a
     test starts it before its own runs, or starts several together (each is one process on one core)."""

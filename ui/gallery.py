@@ -56,6 +56,6 @@ def show() -> None:
         head.caption(cause.about)
         for name in (name for name in cause.scenarios if name in PRESETS):  # (GPU scenarios need a GPU)
             button, text = body.columns([1, 2], vertical_alignment="center")
-            button.button(name, key=f"gallery.{name}", on_click=_pick, args=(name,), width="stretch",
-                          help="Loads this scenario into the sidebar and trains it.")
+            # (no tooltip: INTRO says once what a click does; a tooltip on each button slows the first page)
+            button.button(name, key=f"gallery.{name}", on_click=_pick, args=(name,), width="stretch")
             text.caption(PRESETS[name].description)

@@ -49,22 +49,17 @@ PREPARE_DELAY_S = 1.5
 
 def prepare_in_background() -> None:
     """Once per server, off the script thread and after the first page is drawn: what the first Run needs,
-    its modules (core.pair, NumPy), the worker pool (its workers import TensorFlow; on Ray, the node pools), the
-    default data (scikit-learn) and the chart modules (pandas, Altair). A Run before then starts the pool itself."""
+    its modules (import_result_modules), the worker pool (its workers import TensorFlow; on Ray, the node pools)
+    and the default data (scikit-learn). A Run before then starts the pool itself."""
     if not _prepared.is_set():
         _prepared.set()
-        # narwhals (~35 ms) comes first, on this thread: scikit-learn there and Altair here both import it,
-        # and two threads importing it at once tripped Python's import deadlock detection (seen in a test).
-        import narwhals.stable.v1  # noqa: F401
-        import narwhals.stable.v2  # noqa: F401
-
         timer = threading.Timer(PREPARE_DELAY_S, _prepare)
         timer.daemon = True
         timer.start()
 
 
 def _prepare() -> None:
-    import core.pair  # noqa: F401
+    import_result_modules()
     from core import data
 
     if ray_executor.address():  # the batches run on Ray: its node pools, no local one
@@ -75,17 +70,38 @@ def _prepare() -> None:
     else:
         default_pool()
     data.load(DataConfig())
-    from ui import charts, tables  # noqa: F401
+    from ui import charts
 
     charts.live_loss_spec()  # (and the schema Altair validates with)
+
+
+# One thread at a time imports what a result needs: two threads importing narwhals at once (Altair imports it,
+# and scikit-learn) tripped Python's import deadlock detection (seen in a test).
+_importing = threading.RLock()
+_imported = threading.Event()
+
+
+def import_result_modules() -> None:
+    """What every script run but the first page's needs to train, read or chart a result: core.pair (NumPy) and
+    the chart and table modules (pandas, Altair, narwhals), imported once per server. The background preparation
+    imports them once the first page is drawn; a script run that comes while it does waits for it (no longer than
+    importing them itself), and one that comes before imports them."""
+    if _imported.is_set():
+        return
+    with _importing:
+        if not _imported.is_set():
+            import core.pair  # noqa: F401
+            from ui import charts, tables  # noqa: F401
+
+            _imported.set()
 
 
 def show_cached(pair: PairConfig) -> None:
     """A new session opens on the pair's result when this server has all its runs."""
     if nothing_saved(runs_folder()):  # (a fresh server: answered without importing core.pair)
         return
-    from core.pair import cached_result
-
+    with _importing:  # (a new session's first page: the preparation may be importing it for another)
+        from core.pair import cached_result
     hit = cached_result(pair)
     if hit is not None:
         st.session_state[RESULT] = hit
