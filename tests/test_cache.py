@@ -277,6 +277,7 @@ def test_the_limit_comes_from_the_environment_and_the_folder_is_private(tmp_path
     monkeypatch.setenv("DIVERGENCE_LAB_CACHE_MB", "lots")
     with pytest.warns(UserWarning, match="DIVERGENCE_LAB_CACHE_MB"):
         assert RunCache(tmp_path).max_bytes == 2048 * 2**20
+    monkeypatch.delenv("DIVERGENCE_LAB_CACHE_MB")  # (a cache made with "lots" would warn again)
     RunCache(tmp_path).put("k", _outcome(1000))
     assert stat.S_IMODE((tmp_path / "runs").stat().st_mode) == 0o700
 
