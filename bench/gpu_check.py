@@ -21,14 +21,18 @@ finishes, so a run cut short keeps what it measured.
 an actor that holds the node's GPUs, as on a cluster's GPU node) and says, per pair, the devices the
 Ray runs had in effect and whether every array they recorded (A's and B's weights at every epoch, their
 predictions) is bitwise the pool's (compare with the "repeat" pair: a GPU run that does not repeat in the
-pool cannot match).
+pool cannot match). --ray-nodes N starts a Ray cluster of N nodes here instead (ray.cluster_utils.Cluster, as
+tests/test_ray_nodes.py does), each node offering this machine's GPUs and 2 CPUs (2 runs at a time), so that a
+pair's runs spread over the nodes: a cluster of several GPU nodes, on one machine whose GPUs every node shares.
+It also says how many runs each node's pool has started so far.
 
-    python bench/gpu_check.py [--epochs 20] [--out DIR] [--engines keras_jax,keras_torch] [--ray]
+    python bench/gpu_check.py [--epochs 20] [--out DIR] [--engines keras_jax,keras_torch] [--ray [--ray-nodes N]]
 """
 
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import os
 import sys
@@ -84,19 +88,33 @@ def figures(result, elapsed: float) -> dict:
     return out
 
 
-def on_ray(pair, in_pool) -> dict:
-    """The pair trained on the local Ray instance: the devices its runs had in effect, and whether it is
-    bitwise the pool's result `in_pool`."""
-    os.environ[ray_executor.RAY_ENV] = "local"
+def on_ray(pair, in_pool, address: str) -> dict:
+    """The pair trained on Ray at `address`: the devices its runs had in effect, whether it is bitwise the pool's
+    result `in_pool`, and the runs each node's pool has started so far."""
+    os.environ[ray_executor.RAY_ENV] = address
     try:
         result = run_pair(pair, cache=False)
     finally:
         del os.environ[ray_executor.RAY_ENV]
     s = result.summary
+    ray = ray_executor.connect(address)
     return {"complete": result.complete,
             "devices": [s[m]["effective"]["device"] if s[m]["status"] in ("ok", "diverged") else s[m]["message"]
                         for m in "ab"],
-            "bitwise_equal_to_pool": result.complete and in_pool.complete and result.same_bits(in_pool)}
+            "bitwise_equal_to_pool": result.complete and in_pool.complete and result.same_bits(in_pool),
+            "runs_per_node": ray.get([actor.runs_started.remote() for actor, _ in ray_executor.node_pools(ray)])}
+
+
+def gpu_cluster(nodes: int):
+    """A Ray cluster of `nodes` nodes on this machine, each offering every GPU visible here and 2 CPUs."""
+    from ray.cluster_utils import Cluster
+
+    gpus = len(glob.glob("/dev/nvidia[0-9]*"))
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "num_gpus": gpus})
+    for _ in range(nodes - 1):
+        cluster.add_node(num_cpus=2, num_gpus=gpus)
+    cluster.wait_for_nodes()
+    return cluster
 
 
 def main() -> int:
@@ -106,12 +124,15 @@ def main() -> int:
     parser.add_argument("--engines", default="keras_jax,keras_torch",
                         help="comma-separated engines (those not installed here are skipped)")
     parser.add_argument("--ray", action="store_true", help="each pair on a local Ray instance too (see above)")
+    parser.add_argument("--ray-nodes", type=int, default=1,
+                        help="with --ray: a Ray cluster of this many nodes on this machine (see above)")
     args = parser.parse_args()
     if not gpu_present():
         print("no NVIDIA GPU visible here (/dev/nvidia<N>, CUDA_VISIBLE_DEVICES): nothing to check", file=sys.stderr)
         return 1
     measured = {}
     pool = WorkerPool(warm=0)
+    cluster = gpu_cluster(args.ray_nodes) if args.ray and args.ray_nodes > 1 else None
     try:
         for engine in args.engines.split(","):
             if not ENGINES[engine].available():
@@ -122,13 +143,18 @@ def main() -> int:
                 result = run_pair(pair, pool, cache=False)
                 measured[f"{engine} {name}"] = row = figures(result, time.perf_counter() - started)
                 if args.ray:
-                    row["ray"] = on_ray(pair, result)
+                    row["ray"] = on_ray(pair, result, cluster.address if cluster else "local")
                 print(f"{engine} {name}: {json.dumps(row)}", flush=True)
                 if args.out:
                     args.out.mkdir(parents=True, exist_ok=True)
                     (args.out / "gpu_check.json").write_text(json.dumps(measured, indent=1))
     finally:
         pool.shutdown()
+        if cluster:
+            import ray
+
+            ray.shutdown()  # (the driver's connection first: Ray does not remove the node a driver is connected to)
+            cluster.shutdown()
     return 0
 
 
