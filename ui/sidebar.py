@@ -175,6 +175,9 @@ def _pinned_identity():
 
 
 def _csv_inputs() -> None:
+    from ui import run
+
+    run.import_result_modules()  # (NumPy, with core.data: on the first page, the preparation may be importing it)
     from core import data
 
     with _pinned_identity():
