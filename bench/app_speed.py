@@ -6,7 +6,8 @@
                     minimal_streamlit_first_page_s is the same for a three-line Streamlit app, the floor
                     on this machine; widgets_first_page_s is the same for a ten-line app with the kinds
                     of widgets the first page's sidebar uses (the browser fetches each kind's code when it
-                    first draws one); medians of --first-pages fresh servers of each, alternating
+                    first draws one; first_page_over_widgets: what the app adds to that); medians of --first-pages
+                    fresh servers of each, alternating
   first_view_s      the same first page, opened once the server is up and idle: the page load, the script's
                     first run and the browser's drawing, without the server's start (steadier across runs);
                     minimal_first_view_s and widgets_first_view_s likewise. The app's modules are compiled
@@ -295,6 +296,7 @@ def main() -> None:
         "first_view_s": views["app"],
         "first_page_over_minimal": statistics.median(first_pages) / statistics.median(minimal_pages),
         "widgets_over_minimal": statistics.median(widgets_pages) / statistics.median(minimal_pages),
+        "first_page_over_widgets": statistics.median(first_pages) / statistics.median(widgets_pages),
         "first_view_over_minimal": views["app"] / views["minimal"],
         "widgets_view_over_minimal": views["widgets"] / views["minimal"],
         "naive_over_run_to_charts": naive_total / run_to_charts,
