@@ -32,7 +32,6 @@ It also says how many runs each node's pool has started so far.
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import os
 import sys
@@ -106,13 +105,13 @@ def on_ray(pair, in_pool, address: str) -> dict:
 
 
 def gpu_cluster(nodes: int):
-    """A Ray cluster of `nodes` nodes on this machine, each offering every GPU visible here and 2 CPUs."""
+    """A Ray cluster of `nodes` nodes on this machine, each with 2 CPUs and the GPUs Ray finds here (as a node
+    started with `ray start` on a GPU machine offers them)."""
     from ray.cluster_utils import Cluster
 
-    gpus = len(glob.glob("/dev/nvidia[0-9]*"))
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "num_gpus": gpus})
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2})
     for _ in range(nodes - 1):
-        cluster.add_node(num_cpus=2, num_gpus=gpus)
+        cluster.add_node(num_cpus=2)
     cluster.wait_for_nodes()
     return cluster
 

@@ -28,22 +28,32 @@ def test_modules_the_ui_uses_do_not_import_tensorflow():
     assert done.stdout.strip() == "none"
 
 
+def _first_page_in_a_fresh_interpreter(tmp_path, prepare_delay_s: float, setup: str = "", then: str = "") -> str:
+    """The app's first page in AppTest, in a fresh interpreter (nothing imported yet, as in a fresh server) with an
+    empty cache, the background preparation starting `prepare_delay_s` after it; `setup` runs before it and
+    `then` after it. Returns what the script printed."""
+    code = ("import sys\n"
+            "from streamlit.testing.v1 import AppTest\n"
+            "from ui import run\n"
+            + setup +
+            f"run.PREPARE_DELAY_S = {prepare_delay_s}\n"
+            "at = AppTest.from_file('app.py', default_timeout=60)\n"
+            "at.run()\n"
+            "assert not at.exception and at.main.button, 'no first page'\n"
+            + then)
+    done = _python("-c", code, timeout=120, DIVERGENCE_LAB_CACHE=str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
 def test_the_first_page_of_a_fresh_server_draws_without_numpy(tmp_path):
     """Every first visit lands on the first page: on a server with nothing cached it draws without importing
     core.pair, NumPy, pandas, Altair or narwhals (~0.15 s before anything shows); they load once it is drawn
     (ui.run.prepare_in_background, held back here)."""
-    code = ("import sys\n"
-            "from streamlit.testing.v1 import AppTest\n"
-            "from ui import run\n"
-            "run.PREPARE_DELAY_S = 600\n"
-            "at = AppTest.from_file('app.py', default_timeout=60)\n"
-            "at.run()\n"
-            "assert not at.exception and at.main.button, 'no first page'\n"
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('numpy', 'pandas', 'altair', 'sklearn', 'narwhals')\n"
-            "             or m in ('core.pair', 'core.batch', 'core.data')))\n")
-    done = _python("-c", code, timeout=120, DIVERGENCE_LAB_CACHE=str(tmp_path))
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "[]"
+    loaded = _first_page_in_a_fresh_interpreter(tmp_path, 600, then=(
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('numpy', 'pandas', 'altair', 'sklearn', 'narwhals')"
+        " or m in ('core.pair', 'core.batch', 'core.data')))\n"))
+    assert loaded == "[]"
 
 
 def test_a_page_that_comes_while_the_preparation_imports_waits_for_it(tmp_path):
@@ -51,28 +61,23 @@ def test_a_page_that_comes_while_the_preparation_imports_waits_for_it(tmp_path):
     Altair and narwhals); a page opened meanwhile (here the Sweep page, which charts) waits for it before its own
     imports, rather than import the same modules at once in its own thread, which can trip Python's import
     deadlock detection. Those imports are slowed here, so that the page comes while they run."""
-    code = ("import sys, threading, time\n"
-            "from streamlit.testing.v1 import AppTest\n"
+    setup = ("import threading, time\n"
+             "import core.pool\n"
+             "core.pool.WORKER_COMMAND = (sys.executable, 'tests/standin_worker.py')\n"
+             "importers, page_imports_after_them = set(), []\n"
+             "class Recorder:\n"
+             "    def find_spec(self, name, path, target=None):\n"
+             "        if name.split('.')[0] in ('numpy', 'pandas', 'altair', 'narwhals'):\n"
+             "            time.sleep(0.002)\n"
+             "            if name.split('.')[0] in ('altair', 'narwhals'):\n"
+             "                importers.add(threading.current_thread().name)\n"
+             "        if name == 'core.analysis':  # the Sweep page's first import of its own\n"
+             "            page_imports_after_them.append(run._imported.is_set())\n"
+             "sys.meta_path.insert(0, Recorder())\n")
+    then = ("assert not page_imports_after_them, 'the first page imported core.analysis'\n"
             "from streamlit.runtime.pages_manager import PagesManager\n"
-            "import core.pool\n"
-            "from ui import run\n"
             "sys.path.insert(0, 'tests')\n"
             "from helpers import pages_init_as_on_a_server\n"
-            "core.pool.WORKER_COMMAND = (sys.executable, 'tests/standin_worker.py')\n"
-            "importers, page_imports_after_them = set(), []\n"
-            "class Recorder:\n"
-            "    def find_spec(self, name, path, target=None):\n"
-            "        if name.split('.')[0] in ('numpy', 'pandas', 'altair', 'narwhals'):\n"
-            "            time.sleep(0.002)\n"
-            "            if name.split('.')[0] in ('altair', 'narwhals'):\n"
-            "                importers.add(threading.current_thread().name)\n"
-            "        if name == 'core.analysis':  # the Sweep page's first import of its own\n"
-            "            page_imports_after_them.append(run._imported.is_set())\n"
-            "sys.meta_path.insert(0, Recorder())\n"
-            "run.PREPARE_DELAY_S = 0\n"
-            "at = AppTest.from_file('app.py', default_timeout=60)\n"
-            "at.run()\n"
-            "assert at.main.button and not page_imports_after_them, 'the first page'\n"
             "PagesManager.__init__ = pages_init_as_on_a_server()\n"
             "at.switch_page('pages/sweep.py').run()\n"
             "assert not at.exception and [h.value for h in at.header] == ['Sweep'], at.exception\n"
@@ -80,9 +85,7 @@ def test_a_page_that_comes_while_the_preparation_imports_waits_for_it(tmp_path):
             "    time.sleep(0.05)\n"
             "core.pool._default_pool.shutdown()\n"
             "print(page_imports_after_them, len(importers))\n")
-    done = _python("-c", code, timeout=120, DIVERGENCE_LAB_CACHE=str(tmp_path))
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "[True] 1"
+    assert _first_page_in_a_fresh_interpreter(tmp_path, 0, setup, then) == "[True] 1"
 
 
 def test_cli_lists_presets_one_per_line():

@@ -129,7 +129,7 @@ def train(pair: PairConfig, fresh: bool = False) -> None:
     """
     from core.export import pair_not_reproducible
     from core.pair import MODELS, full_plan, run_pair
-    from ui import charts  # not on the first page; usually loaded by then (prepare_in_background)
+    from ui import charts  # (imported by then: app.py calls import_result_modules before a Run)
 
     def _label(run: str) -> str:
         """"A", "B", or the check's own name ("A again")."""
