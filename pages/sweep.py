@@ -9,11 +9,13 @@ from core import analysis, data, sweep
 from core.config import ConfigError
 from core.factors import Number, factor, format_value
 from ui import charts, run
+from ui.page import framed
 from ui.text import plain
 
 SEEDS_ONLY = "(seeds only)"
 RESULT = "sweep.result"  # (the pair, the sweep, its result): what the page draws
 
+framed()
 st.header("Sweep")
 if stopped := run.stopped_batch():
     st.info(f"{stopped} stopped. The runs that had finished are kept and will not be trained again; what they "

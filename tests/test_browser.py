@@ -3,11 +3,13 @@
 In file order, on one server: the first upload on the fresh server is kept; the first page's
 gallery runs a scenario in one click (trained fresh, as the toggle asks) and a sidebar change
 then marks the result stale; the default scenario runs and every page is visited (starting and
-stopping the analysis batch on the way) with no exception; a link with a scenario opens it; the
-theme follows the viewer's light or dark setting. Screenshots go under test-artifacts/ (or
+stopping the analysis batch on the way) with no exception; the Reproduce page's share link opens
+that page on a second server, just started, with the first one's cache; a link with a scenario opens it; the theme follows the
+viewer's light or dark setting. Screenshots go under test-artifacts/ (or
 $TEST_ARTIFACTS).
 """
 
+import contextlib
 import os
 import re
 import socket
@@ -39,31 +41,45 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
+@contextlib.contextmanager
+def _serving(folder: Path, cache: Path):
+    """A fresh `streamlit run app.py` on a free port, its log in `folder`, its runs cached in `cache`: its URL."""
     port = _free_port()
-    log = open(tmp_path_factory.mktemp("server") / "streamlit.log", "w+")
-    env = {**os.environ, "DIVERGENCE_LAB_CACHE": str(tmp_path_factory.mktemp("cache"))}
+    log = open(folder / "streamlit.log", "w+")
+    env = {**os.environ, "DIVERGENCE_LAB_CACHE": str(cache)}
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
                              "--server.address", "127.0.0.1", "--server.headless", "true"],
                             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                break
-        except OSError:
-            time.sleep(0.2)
-    else:
-        log.seek(0)
-        pytest.fail(f"the server did not come up: {log.read()[-2000:]}")
-    yield url
-    proc.terminate()
     try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
+                    break
+            except OSError:
+                time.sleep(0.2)
+        else:
+            log.seek(0)
+            pytest.fail(f"the server did not come up: {log.read()[-2000:]}")
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, cache):
+    with _serving(tmp_path_factory.mktemp("server"), cache) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -215,6 +231,35 @@ def test_default_scenario_in_a_real_browser(server, browser):
     assert alerts.locator("img").count() == 0 and alerts.locator("a").count() == 0
     page.screenshot(path=str(ARTIFACTS / "8-hostile-link.png"), full_page=True)
     page.close()
+
+
+def test_the_share_link_opens_its_page_in_the_frame_on_a_server_that_just_started(server, cache, browser, tmp_path):
+    """After the default scenario's test (its result is cached). A server that has just started (or woken up) is
+    in Streamlit's legacy pages/ folder mode until app.py's st.navigation has run once; a link straight to a page,
+    such as the Reproduce page's share link, then ran the page's file alone: no sidebar, file names as the
+    navigation. Opened first on a fresh server with the same cache, the link shows the page inside the frame,
+    with its pair and its cached result."""
+    page = browser.new_page(viewport=VIEWPORT)
+    page.goto(f"{server}/reproduce")
+    _settle(page)
+    shared = page.get_by_test_id("stCode").last.inner_text().strip()
+    assert shared.startswith(f"{server}/reproduce?") and "b.optimizer.epsilon=1e-08" in shared
+    page.close()
+    with _serving(tmp_path, cache) as fresh:
+        page = browser.new_page(viewport=VIEWPORT)
+        page.goto(shared.replace(server, fresh))
+        _settle(page)
+        page.get_by_role("button", name="Download divergence_pair.py").wait_for(timeout=60_000)
+        _settle(page)
+        sidebar = page.get_by_test_id("stSidebar")
+        assert sidebar.get_by_role("spinbutton", name="B: epsilon (A: 1e-07)").input_value() == "1e-8"
+        # the app's navigation (each link: its icon's name, then its title), not one made from the file names
+        assert [link.inner_text().split()[-1] for link in sidebar.get_by_test_id("stSidebarNavLink").all()] == [
+            title.split()[-1] for title in PAGES]
+        assert page.get_by_role("heading", name="Reproduce").count() == 1
+        assert page.get_by_test_id("stCode").last.inner_text().strip() == shared.replace(server, fresh)
+        assert page.locator('[data-testid="stException"]').count() == 0
+        page.close()
 
 
 def test_a_link_with_a_scenario_opens_it_in_the_sidebar(server, browser):

@@ -13,11 +13,29 @@ if TYPE_CHECKING:
     from core.pair import PairResult
 
 
+def framed() -> None:
+    """Make sure the page runs inside app.py's frame (the sidebar, the pair, the navigation).
+
+    Until some session on this server has run app.py's st.navigation, Streamlit is in its legacy `pages/` folder
+    mode, where a link straight to a page (/sweep?..., or the Reproduce page's share link, on a server that has
+    just started or woken up) runs the page's file alone: no sidebar, no pair, the file names as the navigation.
+    The page then switches that mode off, as st.navigation does, and reruns: app.py runs and routes to this page,
+    with the link's parameters.
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
 def result_or_stop() -> PairResult:
-    """The result to draw, or the first page (ui.gallery) when there is none (and the page ends there).
+    """The result to draw, or the first page (ui.gallery) when there is none (and the page ends there); the page
+    inside app.py's frame (framed).
 
     When the sidebar has moved on since that result was made, the page says so first.
     """
+    framed()
     result = run.current()
     if result is None:
         gallery.show()
