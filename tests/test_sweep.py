@@ -3,6 +3,7 @@
 import csv
 import io
 import itertools
+import json
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from core.batch import RunCache
 from core.config import ConfigError, DataConfig
 from core.factors import make_pair, parse_run
 from helpers import open_sections, unescaped
+from ui import charts
 
 MOONS = DataConfig(dataset="moons", n_samples=200)
 
@@ -166,3 +168,8 @@ def test_the_sweep_page_runs_a_sweep_and_draws_it(standin_workers, app_test_page
     assert len(verdict) == 1
     assert len(at.get("vega_lite_chart")) == 1 and len(at.dataframe[0].value) == 2
     assert at.dataframe[0].value["label"].tolist() == ["0.001", "1e-10"]
+    # as the chart's subtitle says: the medians in red, points and line; decades written alike (1e-10 ... 1e-3)
+    layers = json.loads(at.get("vega_lite_chart")[0].proto.spec)["layer"]
+    line = next(layer for layer in layers if layer["mark"]["type"] == "line")
+    assert line["mark"]["color"] == line["mark"]["point"]["color"] == charts.PAIR_COLOR
+    assert line["encoding"]["x"]["axis"]["format"] == "~e"

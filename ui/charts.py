@@ -259,7 +259,7 @@ def forecast(series: pd.DataFrame) -> alt.LayerChart:
 def sweep_gaps(rows: pd.DataFrame, values: pd.DataFrame, band: dict, title: str, log_x: bool) -> alt.LayerChart:
     """rows: label, value, seed, prediction (one per value and seed); values: label, value, prediction_median,
     prediction_low, prediction_high (one per value); band: the seed-noise band's low, median, high."""
-    x = alt.X("value:Q", title=title, scale=alt.Scale(type="log")) if log_x else \
+    x = alt.X("value:Q", title=title, scale=alt.Scale(type="log"), axis=alt.Axis(format="~e")) if log_x else \
         alt.X("label:N", title=title, sort=list(values["label"]), axis=alt.Axis(labelAngle=0))
     y = alt.Y("prediction:Q", title=[GAP["rms"], "to A at the same seed"])
     layers = []
@@ -277,7 +277,7 @@ def sweep_gaps(rows: pd.DataFrame, values: pd.DataFrame, band: dict, title: str,
             x=x, y=y, tooltip=["label", "seed", alt.Tooltip("prediction:Q", format=".3e")]),
         alt.Chart(medians).mark_rule(color=PAIR_COLOR, opacity=0.5).encode(
             x=x, y=alt.Y("prediction_low:Q"), y2="prediction_high:Q"),
-        alt.Chart(medians).mark_line(color=PAIR_COLOR, point=True).encode(
+        alt.Chart(medians).mark_line(color=PAIR_COLOR, point=alt.OverlayMarkDef(color=PAIR_COLOR)).encode(
             x=x, y=y, tooltip=["label", alt.Tooltip("prediction:Q", title="median", format=".3e"),
                                alt.Tooltip("prediction_low:Q", title="lowest", format=".3e"),
                                alt.Tooltip("prediction_high:Q", title="highest", format=".3e")]),
