@@ -42,9 +42,8 @@ if not first_page:  # a result to show, a Run or another page (the first page dr
 pair = sidebar.render(lazy_sections=first_page)
 st.session_state[run.SIDEBAR_PAIR] = pair
 if pair is not None:
-    params = state.to_params(pair)
-    if st.session_state["scenario"] != sidebar.CUSTOM:
-        params[state.SCENARIO] = st.session_state["scenario"]
+    scenario = st.session_state["scenario"]
+    params = state.to_params(pair, None if scenario == sidebar.CUSTOM else scenario)
     if st.query_params.to_dict() != params:
         st.query_params.from_dict(params)
 

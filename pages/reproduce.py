@@ -62,7 +62,7 @@ st.download_button("Download the environment (JSON)", json.dumps(fingerprint, in
 st.json(fingerprint, expanded=2)
 
 st.subheader("Share link")
-query = urlencode(state.to_params(pair))
+query = urlencode(state.to_params(pair, state.scenario_of(pair)))
 scheme, host, path, _, _ = urlsplit(st.context.url or "")
 st.code(urlunsplit((scheme, host, path, query, "")) if host else f"?{query}", language=None)
 st.caption("Opening the link restores this pair in the sidebar, and its results where this server has them cached.")

@@ -279,7 +279,7 @@ def test_reproduce_page_shows_the_script_the_digests_the_environment_and_the_lin
     script, config, link = (c.value for c in at.code)
     assert script == standalone_script(pair).rstrip("\n")  # st.code drops the last newline
     assert json.loads(config) == result.summary["config"]
-    assert dict(parse_qsl(urlsplit(link).query)) == state.to_params(pair)
+    assert dict(parse_qsl(urlsplit(link).query)) == state.to_params(pair)  # (2 epochs: not the scenario as loaded)
     digests = at.main.dataframe[0].value
     assert digests["digest"].tolist() == [weights_digest({k: v[-1] for k, v in result.weights(m).items()})
                                          for m in ("a", "b")]

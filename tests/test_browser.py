@@ -243,7 +243,7 @@ def test_the_share_link_opens_its_page_in_the_frame_on_a_server_that_just_starte
     page.goto(f"{server}/reproduce")
     _settle(page)
     shared = page.get_by_test_id("stCode").last.inner_text().strip()
-    assert shared.startswith(f"{server}/reproduce?") and "b.optimizer.epsilon=1e-08" in shared
+    assert shared.startswith(f"{server}/reproduce?") and f"scenario={DEFAULT_PRESET}" in shared
     page.close()
     with _serving(tmp_path, cache) as fresh:
         page = browser.new_page(viewport=VIEWPORT)
@@ -252,7 +252,8 @@ def test_the_share_link_opens_its_page_in_the_frame_on_a_server_that_just_starte
         page.get_by_role("button", name="Download divergence_pair.py").wait_for(timeout=60_000)
         _settle(page)
         sidebar = page.get_by_test_id("stSidebar")
-        assert sidebar.get_by_role("spinbutton", name="B: epsilon (A: 1e-07)").input_value() == "1e-8"
+        assert sidebar.get_by_role("combobox", name="Scenario").input_value() == DEFAULT_PRESET
+        assert sidebar.get_by_text(PRESETS[DEFAULT_PRESET].description, exact=True).count() == 1  # not edited
         # the app's navigation (each link: its icon's name, then its title), not one made from the file names
         assert [link.inner_text().split()[-1] for link in sidebar.get_by_test_id("stSidebarNavLink").all()] == [
             title.split()[-1] for title in PAGES]

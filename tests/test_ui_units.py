@@ -31,6 +31,16 @@ def test_links_are_short_and_readable():
     assert state.from_params({}) == (default_pair(), [])
 
 
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_the_share_link_of_a_scenario_as_loaded_names_it(name):
+    """The Reproduce page's link for a result: a scenario as loaded opens with its name (and its description) in
+    the sidebar; an edited one as the pair alone."""
+    pair = PRESETS[name].pair()
+    params = state.to_params(pair, state.scenario_of(pair))
+    assert state.scenario_in(params) == name and state.from_params(params) == (pair, [])
+    assert state.scenario_of(PRESETS[name].pair(epochs=7)) is None
+
+
 def test_bad_link_parameters_fall_back_with_warnings():
     pair, warnings = state.from_params({"a.training.epochs": "2.5", "a.model.hidden": "64,x", "b.engine.name": "jax",
                                         "data.dataset": "moons", "what": "ever", "a.numerics.op_determinism": "on"})

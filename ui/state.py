@@ -31,6 +31,11 @@ def scenario_in(params: Mapping[str, str]) -> str | None:
     return name if name in PRESETS else None
 
 
+def scenario_of(pair: PairConfig) -> str | None:
+    """The scenario this pair is as loaded (not edited), if any."""
+    return next((name for name, preset in PRESETS.items() if preset.pair() == pair), None)
+
+
 def encode(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -60,7 +65,9 @@ def decode(text: str, allowed, where: str) -> Any:
     return allowed.check(text, where)  # Layers parse "64,32" themselves; Text is text
 
 
-def to_params(pair: PairConfig) -> dict[str, str]:
+def to_params(pair: PairConfig, scenario: str | None = None) -> dict[str, str]:
+    """A link's parameters: the pair's values (those not at their defaults), and the name of the scenario it was
+    loaded from, if given (the link then opens with that scenario in the sidebar)."""
     params = {}
     default_data = DataConfig()
     for name in DATA_FIELDS:
@@ -77,6 +84,8 @@ def to_params(pair: PairConfig) -> dict[str, str]:
     if pair.b_starts_from_a_init or not params:
         # An empty link opens the default scenario; a pair of nothing but defaults says so explicitly.
         params["init"] = "a" if pair.b_starts_from_a_init else "none"
+    if scenario is not None:
+        params[SCENARIO] = scenario
     return params
 
 
