@@ -8,7 +8,10 @@ import streamlit as st
 
 from core.presets import DEFAULT_PRESET
 from ui import run, sidebar, state
+from ui.page import framed
 from ui.text import plain
+
+framed()  # (a fresh server's first run, in Streamlit's legacy pages/ folder mode: see ui.page.framed)
 
 st.set_page_config(page_title="Divergence Lab", page_icon=":material/compare_arrows:", layout="wide")
 

@@ -103,8 +103,9 @@ def _luminance(css_color: str) -> float:
 
 
 def test_the_first_upload_on_a_fresh_server_is_kept(server, browser, tmp_path):
-    """First in this module, so the server is fresh: its first run happens in Streamlit's pages-folder
-    mode, under another script hash than later runs, and used to drop the first upload."""
+    """First in this module, so the server is fresh: its first run happens in Streamlit's legacy pages/ folder
+    mode (app.py leaves it at once and reruns: ui.page.framed); a widget drawn in that run, under another script
+    hash than later runs, used to drop the first upload."""
     table = tmp_path / "table.csv"
     table.write_text("x1,x2,label\n" + "".join(f"{i},{(i * 7) % 5},{i % 2}\n" for i in range(60)))
     page = browser.new_page(viewport=VIEWPORT)

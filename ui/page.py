@@ -14,13 +14,16 @@ if TYPE_CHECKING:
 
 
 def framed() -> None:
-    """Make sure the page runs inside app.py's frame (the sidebar, the pair, the navigation).
+    """Make sure the page runs inside app.py's frame (the sidebar, the pair, the navigation); app.py and every
+    page call it first.
 
     Until some session on this server has run app.py's st.navigation, Streamlit is in its legacy `pages/` folder
-    mode, where a link straight to a page (/sweep?..., or the Reproduce page's share link, on a server that has
-    just started or woken up) runs the page's file alone: no sidebar, no pair, the file names as the navigation.
-    The page then switches that mode off, as st.navigation does, and reruns: app.py runs and routes to this page,
-    with the link's parameters.
+    mode (on a server that has just started, or woken up): a link straight to a page (/sweep?..., or the
+    Reproduce page's share link) runs the page's file alone, with no sidebar, no pair and the file names as the
+    navigation; app.py itself runs as one page of that navigation. The mode is then switched off, as st.navigation
+    does, and the script reruns before it has drawn anything, so that every widget is drawn as in every later run
+    (one drawn in that mode used to lose the first upload, tests/test_browser.py) and app.py routes to the page
+    the link names, with the link's parameters.
     """
     from streamlit.runtime.pages_manager import PagesManager
 

@@ -154,36 +154,15 @@ def _forget_upload() -> None:
         st.session_state.pop(SAVED_UPLOAD, None)
 
 
-def _pinned_identity():
-    """Draw a widget under the entry script's hash, whichever page runs.
-
-    A widget's id includes the script hash active when it is drawn. On a fresh server the
-    first run happens before st.navigation has switched off Streamlit's `pages/` folder mode,
-    under another hash than every later run; the first upload, or the first click on a
-    section, then arrives for a widget whose id no longer exists and is dropped (a keyed
-    input is restored by _restore, an uploaded file or a click cannot be). With the id
-    pinned, it is kept.
-    """
-    import contextlib
-
-    from streamlit.runtime.scriptrunner import get_script_run_ctx
-
-    ctx = get_script_run_ctx()
-    pin = getattr(ctx, "run_with_active_hash", None)
-    main = getattr(getattr(ctx, "pages_manager", None), "main_script_hash", None)
-    return pin(main) if pin is not None and main else contextlib.nullcontext()
-
-
 def _csv_inputs() -> None:
     from ui import run
 
     run.import_result_modules()  # (NumPy, with core.data: on the first page, the preparation may be importing it)
     from core import data
 
-    with _pinned_identity():
-        upload = st.file_uploader("CSV file", type=["csv"], key=UPLOADER, on_change=_forget_upload,
-                                  help="Numeric feature columns and one target column. Kept on this server, "
-                                       "readable by its user only; the least recently used uploads go first.")
+    upload = st.file_uploader("CSV file", type=["csv"], key=UPLOADER, on_change=_forget_upload,
+                              help="Numeric feature columns and one target column. Kept on this server, "
+                                   "readable by its user only; the least recently used uploads go first.")
     if upload is not None:
         saved = st.session_state.get(SAVED_UPLOAD)
         if saved is None or saved[0] != upload.file_id or not Path(saved[1]).is_file():
@@ -230,8 +209,7 @@ def _section(key: str, draw_inputs, lazy: bool) -> None:
     """
     opened = st.session_state.setdefault(OPENED, {})
     if lazy:
-        with _pinned_identity():
-            box = st.expander(SECTIONS[key], key=key, on_change="rerun")
+        box = st.expander(SECTIONS[key], key=key, on_change="rerun")
         opened[key] = box.open
         if not box.open:
             return
