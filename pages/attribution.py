@@ -20,8 +20,11 @@ seeds = st.number_input("Other seeds for the noise floor", min_value=1, max_valu
                              "seed noise beside a factor's values).")
 plan = {**analysis.attribution_plan(pair), **analysis.noise_plan(pair, seeds), **analysis.run_twice_plan(pair)}
 says, epochs = run.batch_cost(plan, result.summary["data"]["fingerprint"])
-st.write(f"The analysis plans A and B, A and B with one factor swapped for each of the {len(pair.b_differs)} "
-         f"differing factors, A with {seeds} other seeds, and A once more: {says}.")
+differing = len(pair.b_differs)
+swaps = {0: "", 1: ", A and B with the one differing factor swapped"}.get(
+    differing, f", A and B with one factor swapped for each of the {differing} differing factors")
+st.write(f"The analysis plans A and B{swaps}, A with {seeds} other {'seed' if seeds == 1 else 'seeds'}, and A once "
+         f"more: {says}.")
 key = f"analysis:{result.summary['key']}:{seeds}"
 if st.button("Run the analysis", type="primary") and \
         (done := run.run_batch(pair, plan, "Analysis", epochs)) is not None:

@@ -247,6 +247,8 @@ def test_attribution_page_runs_the_batch_and_shows_the_shares(app_test_pages, st
     # B with it set back and one seed to train.
     assert "**2 runs** to train (4 epochs in all, as many at once as this machine's workers allow); 4 of the 6 " \
         "planned runs were trained before" in at.markdown[0].value
+    assert at.markdown[0].value.startswith("The analysis plans A and B, A and B with the one differing factor swapped, "
+                                           "A with 1 other seed, and A once more: ")
     at.main.button[0].click()
     at.run(timeout=300)
     assert not at.exception and not at.error
