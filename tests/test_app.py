@@ -155,6 +155,14 @@ def test_a_bad_link_parameter_warns_and_falls_back(app_test_pages):
     assert at.session_state[state.B_FACTORS] == []
 
 
+def test_b_differs_in_names_each_factor_with_its_group_once(app_test_pages):
+    at = _app()
+    at.run()
+    options = at.sidebar.multiselect(key=state.B_FACTORS).options
+    assert "Engine" in options and "epsilon (Optimizer)" in options  # not "Engine (Engine)"
+    assert all(not option.endswith(f"({option.split(' (')[0]})") for option in options)
+
+
 def _set(at: AppTest, **values) -> None:
     """Set sidebar values the way a person would, through the widgets (by key)."""
     for key, value in values.items():

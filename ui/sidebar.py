@@ -104,6 +104,13 @@ def _start_b_at_a() -> None:
     _set("b.shown", list(st.session_state[state.B_FACTORS]))
 
 
+def _factor_name(path: str) -> str:
+    """A factor as "B differs in" lists it: its label, and its group where that says more ("Engine", not
+    "Engine (Engine)")."""
+    f = BY_PATH[path]
+    return f.label if f.label == f.group else f"{f.label} ({f.group})"
+
+
 def _input(allowed, label: str, key: str, help: str | None = None) -> None:
     kept = {"key": key, "help": help, "on_change": _remember, "args": (key,)}
     if isinstance(allowed, Choice) and all(isinstance(o, bool) for o in allowed.options):
@@ -238,7 +245,7 @@ def render(lazy_sections: bool = False) -> PairConfig | None:
         _section("section.a", lambda: _factor_inputs("a", tuple({f.group for f in FACTORS}), exclude=SHARED_GROUPS),
                  lazy_sections)
         st.multiselect("B differs in", [f.path for f in FACTORS], key=state.B_FACTORS, on_change=_start_b_at_a,
-                       format_func=lambda path: f"{BY_PATH[path].label} ({BY_PATH[path].group})",
+                       format_func=_factor_name,
                        help="Only these factors differ; everything else is A's setting.")
         for path in st.session_state[state.B_FACTORS]:
             f = BY_PATH[path]
