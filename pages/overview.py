@@ -36,15 +36,18 @@ for sentence in tables.verdict(result):
     st.markdown(f"- {sentence}")
 
 c = s["compare"]
-cols = st.columns(4)
+# In a row that wraps, each metric as wide as its label: four equal columns cut the labels short on a projector's
+# 1024 pixels.
+metrics = st.container(horizontal=True, gap="medium")
 if s["data"]["task"] == "classification":
-    cols[0].metric("Test predictions that change class", f"{c['disagreements']} of {c['compared_samples']}")
+    metrics.metric("Test predictions that change class", f"{c['disagreements']} of {c['compared_samples']}",
+                   width="content")
 else:
-    cols[0].metric("RMS prediction gap", tables.number(c["prediction_rms_delta"]))
-cols[1].metric("Largest prediction gap", tables.number(c["prediction_max_abs_delta"]))
+    metrics.metric("RMS prediction gap", tables.number(c["prediction_rms_delta"]), width="content")
+metrics.metric("Largest prediction gap", tables.number(c["prediction_max_abs_delta"]), width="content")
 first = c["first_divergent_epoch"]
-cols[2].metric("Weights first differ at epoch", "never" if first is None else str(first))
-cols[3].metric("Final weight distance (L2)", tables.number(c["per_epoch"][-1]["l2"]))
+metrics.metric("Weights first differ at epoch", "never" if first is None else str(first), width="content")
+metrics.metric("Final weight distance (L2)", tables.number(c["per_epoch"][-1]["l2"]), width="content")
 
 st.subheader("Final metrics")
 # Static tables: the page every Run lands on draws without loading the interactive data grid.

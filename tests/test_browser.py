@@ -33,6 +33,10 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run
 PAGES = ["Overview", "Loss curves", "Weights", "Predictions", "Attribution", "Sweep", "Reproduce"]
 IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
 VIEWPORT = {"width": 1400, "height": 1000}
+# The texts of the elements matching a selector that are cut short (an ellipsis: wider than their box).
+LABELS_CUT_SHORT = """selector => [...document.querySelectorAll(selector)]
+  .filter(label => [label, ...label.querySelectorAll('*')].some(e => e.scrollWidth > e.clientWidth + 1))
+  .map(label => label.textContent)"""
 
 
 def _free_port() -> int:
@@ -168,6 +172,11 @@ def test_default_scenario_in_a_real_browser(server, browser):
     page.get_by_text("Largest prediction gap").wait_for(timeout=240_000)
     _settle(page)
     assert "b.optimizer.epsilon=1e-08" in page.url  # the default scenario's pair lives in the link
+    # on a projector's 1024 x 768 the Overview's metrics keep their labels whole (the row wraps)
+    page.set_viewport_size({"width": 1024, "height": 768})
+    page.wait_for_timeout(300)
+    assert page.evaluate(LABELS_CUT_SHORT, '[data-testid="stMetricLabel"]') == []
+    page.set_viewport_size(VIEWPORT)
     # The Overview's files are written when their button is clicked, and hold what the page shows.
     changed, compared = map(int, re.fullmatch(r"(\d+) of (\d+)", page.get_by_test_id("stMetricValue").first
                                               .inner_text().strip()).groups())
