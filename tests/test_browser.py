@@ -130,13 +130,17 @@ def test_the_first_page_runs_a_scenario_in_one_click_trained_fresh_then_stale(se
     The click trains the default scenario (the next test finds it in the cache), from another scenario's
     link so that the click changes the sidebar, with Train fresh on (a click runs as Run does)."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page = browser.new_page(viewport={"width": 1400, "height": 1300})  # the whole gallery in the screenshot
+    page = browser.new_page(viewport={"width": 1400, "height": 1750})  # the whole gallery in the screenshot
     page.goto(server)
     _settle(page)
     for cause in gallery.CAUSES:
         assert page.get_by_role("heading", name=cause.title).count() == 1
     page.get_by_role("button", name=DEFAULT_PRESET, exact=True).wait_for()
     page.screenshot(path=str(ARTIFACTS / "0-first-page.png"), full_page=True)
+    page.set_viewport_size({"width": 1024, "height": 768})  # a projector's: every scenario's name whole
+    page.wait_for_timeout(300)
+    assert page.evaluate(LABELS_CUT_SHORT, '[data-testid="stMain"] [data-testid="stButton"]') == []
+    page.set_viewport_size({"width": 1400, "height": 1750})
 
     page.goto(f"{server}/?scenario=run-it-twice")
     _settle(page)

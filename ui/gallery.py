@@ -48,14 +48,13 @@ def _pick(name: str) -> None:
 
 
 def show() -> None:
-    """Draw the first page: each cause beside its scenarios, each scenario a button beside its description."""
+    """Draw the first page: each cause above its scenarios, each scenario a button beside its description."""
     st.markdown(INTRO)
     for cause in CAUSES:
-        head, body = st.columns([1, 3])
-        head.markdown(f"#### {cause.title}")
-        head.caption(cause.about)
+        st.markdown(f"#### {cause.title}")
+        st.caption(cause.about)
         for name in (name for name in cause.scenarios if name in PRESETS):  # (GPU scenarios need a GPU)
-            button, text = body.columns([1, 2], vertical_alignment="center")
+            button, text = st.columns([1, 2], vertical_alignment="center")
             # (no tooltip: INTRO says once what a click does; a tooltip on each button slows the first page)
             button.button(name, key=f"gallery.{name}", on_click=_pick, args=(name,), width="stretch")
             text.caption(PRESETS[name].description)
