@@ -4,9 +4,9 @@ In file order, on one server: the first upload on the fresh server is kept; the 
 gallery runs a scenario in one click (trained fresh, as the toggle asks) and a sidebar change
 then marks the result stale; the default scenario runs and every page is visited (starting and
 stopping the analysis batch on the way) with no exception; the Reproduce page's share link opens
-that page on a second server, just started, with the first one's cache; a link with a scenario opens it; the theme follows the
-viewer's light or dark setting. Screenshots go under test-artifacts/ (or
-$TEST_ARTIFACTS).
+that page on a second server, just started, with the first one's cache; a link with a scenario
+opens it; the theme follows the viewer's light or dark setting. Screenshots go under
+test-artifacts/ (or $TEST_ARTIFACTS).
 """
 
 import contextlib
