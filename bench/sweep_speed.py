@@ -82,7 +82,7 @@ def main() -> None:
     pool_times = [timed(pair, plan, workers) for _ in range(args.repeat)]
     figures["pool_s"] = statistics.median(pool_times)
     figures["pool_all_s"] = " ".join(f"{t:.2f}" for t in pool_times)
-    if not args.skip_ray:  # (after the pool's: an idle cluster beside the pool would slow it)
+    if not args.skip_ray:  # (after the pool's, so that the pool's sweeps share the CPUs with no idle cluster)
         with local_ray(workers) as figures["ray_start_s"]:
             ray_times = [on_ray(pair, plan) for _ in range(args.repeat)]
         figures["ray_s"] = statistics.median(ray_times)

@@ -44,9 +44,9 @@ def _remember(key: str) -> None:
 def _restore() -> None:
     """Re-assert every widget value before the widgets are drawn.
 
-    On a fresh server the first page run is repeated under the page's own script hash
-    and Streamlit then takes the browser's default widget values over the ones set
-    here; values set in this run win over the browser's, so nothing is lost.
+    Streamlit drops the value of a keyed widget that a script run does not draw (the inputs of a section
+    that is closed on the first page), and some values have no widget at all (the uploaded CSV's path); the
+    values kept in STORE are put back, so nothing is lost (tests/test_app.py's CSV tests fail without it).
     """
     for key, value in st.session_state.setdefault(STORE, {}).items():
         st.session_state[key] = value
