@@ -10,8 +10,8 @@ Default scenario: digits, MLP 64-32-10, Adam, 20 epochs, batch 32.
   engines    for Keras 3 on TensorFlow, JAX and PyTorch: the warm pair (run-it-twice on that
              engine) against the naive script under that KERAS_BACKEND, and each pair's time
              over the TensorFlow pair's (jax_pair_over_tf_pair, torch_pair_over_tf_pair)
-Also: peak memory of this process and of each worker, and whether the keras
-engine's final weights are still bitwise those of a plain Keras script.
+Also: peak memory of this process and of each worker. (That each engine's run is bitwise a plain script's
+is a test: tests/test_plain_scripts.py.)
 
     python bench/pair_speed.py [--epochs 20] [--repeat 3]
 
@@ -27,11 +27,8 @@ import resource
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
-
-import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -45,7 +42,6 @@ from core.presets import DEFAULT_PRESET, preset  # noqa: E402
 NAIVE = """
 import sys, time
 import keras
-import numpy as np
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
@@ -84,16 +80,6 @@ def timed_pair(pool: WorkerPool, pair, checks: bool = True) -> tuple[float, obje
     return elapsed, result
 
 
-def plain_keras_weights(epochs: int) -> list[np.ndarray]:
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "w.npz"
-        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-        subprocess.run([sys.executable, str(ROOT / "tests" / "plain_keras_digits.py"), str(epochs), str(out)],
-                       check=True, capture_output=True, env=env)
-        with np.load(out) as npz:
-            return [npz[f"arr_{i}"] for i in range(len(npz.files))]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--epochs", type=int, default=20)
@@ -121,11 +107,6 @@ def main() -> None:
     pool.shutdown()
     per_engine = {name: engine_figures(name, args.epochs, args.repeat) for name in ENGINE_RUNS}
 
-    names = ["dense_0/kernel", "dense_0/bias", "dense_1/kernel", "dense_1/bias", "output/kernel", "output/bias"]
-    ours = result.weights("a")
-    plain = plain_keras_weights(args.epochs)
-    bitwise = all(ours[n][-1].tobytes() == w.tobytes() for n, w in zip(names, plain))
-
     a, b = result.summary["a"], result.summary["b"]
     figures = {
         "scenario": f"digits MLP 64-32-10 Adam, {args.epochs} epochs, batch 32, {os.cpu_count()} CPUs",
@@ -139,7 +120,6 @@ def main() -> None:
         "caller_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "worker_peak_rss_mb_a": a["peak_rss_mb"],
         "worker_peak_rss_mb_b": b["peak_rss_mb"],
-        "keras_engine_bitwise_plain_keras": bitwise,
         "cold_over_warm": cold / warm,
         "naive_over_warm": naive_total / warm,
         "naive_fit_only_over_warm": naive_fit / warm,

@@ -70,9 +70,13 @@ def configure(fw, run: RunConfig) -> None:
     """Settings that must be in place before the framework runs its first op."""
     n = run.numerics
     name = fw.__name__
+    # Threads: 0 leaves the framework's own default, what a plain script of it runs with (on 2 cores, both
+    # TensorFlow's and PyTorch's split some sums differently with one thread: tests/test_plain_scripts.py).
     if name == "tensorflow":
-        fw.config.threading.set_intra_op_parallelism_threads(n.intra_threads)
-        fw.config.threading.set_inter_op_parallelism_threads(n.inter_threads)
+        if n.intra_threads:
+            fw.config.threading.set_intra_op_parallelism_threads(n.intra_threads)
+        if n.inter_threads:
+            fw.config.threading.set_inter_op_parallelism_threads(n.inter_threads)
         gpus = fw.config.list_physical_devices("GPU")
         for gpu in gpus:  # two workers can then share one card
             fw.config.experimental.set_memory_growth(gpu, True)
@@ -112,8 +116,8 @@ def effective(fw, run: RunConfig) -> dict:
         settings = {
             "device": gpus[0].name if gpus else "CPU",
             "gpus_visible": len(gpus),
-            "intra_op_threads": fw.config.threading.get_intra_op_parallelism_threads(),
-            "inter_op_threads": fw.config.threading.get_inter_op_parallelism_threads(),
+            "intra_op_threads": _tf_threads(fw.config.threading.get_intra_op_parallelism_threads()),
+            "inter_op_threads": _tf_threads(fw.config.threading.get_inter_op_parallelism_threads()),
             "onednn": {"1": "on", "0": "off", None: "TensorFlow default (on for x86 Linux builds)"}[onednn_env],
             "op_determinism": is_op_determinism_enabled(),
             "tf32": fw.config.experimental.tensor_float_32_execution_enabled(),
@@ -147,6 +151,11 @@ def effective(fw, run: RunConfig) -> dict:
             "frameworks imported": [m for m in FRAMEWORKS if m in sys.modules],
             "env": {k: os.environ[k] for k, _ in worker_env(run) if k in os.environ},
             "machine": {**cpu(), "platform": platform.platform(), **build}}
+
+
+def _tf_threads(count: int) -> int | str:
+    """TensorFlow's thread setting as it reads back: 0 is its default, a number it picks for the machine."""
+    return count or "0: TensorFlow picks (its default)"
 
 
 # The instruction sets that decide which CPU kernels oneDNN, Eigen and XLA pick.

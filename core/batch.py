@@ -56,7 +56,7 @@ from core.storage import evict_least_recent, limit_bytes, nothing_saved, private
 
 PACKAGES = ("tensorflow", "keras", "tf-keras", "jax", "jaxlib", "torch", "numpy", "scikit-learn", "pandas")
 ARRAYS = ("predictions", "grid_predictions", "test_inputs")  # outcome fields kept as arrays, besides the weights
-RECORD_VERSION = 4  # part of every key: raise it when what a worker records changes, so old entries are not served
+RECORD_VERSION = 5  # part of every key: raise it when what a worker records changes, so old entries are not served
 MB = 2**20
 DISK_LIMIT_ENV = "DIVERGENCE_LAB_CACHE_MB"
 DEFAULT_DISK_MB = 2048  # the runs folder's size limit unless DIVERGENCE_LAB_CACHE_MB says otherwise

@@ -91,8 +91,8 @@ class NumericsConfig:
     xla: str = "auto"  # auto (Keras 3: on only with a GPU) | on | off
     op_determinism: bool = False  # tf.config.experimental.enable_op_determinism()
     onednn: str = "default"  # default | on | off  (TF_ENABLE_ONEDNN_OPTS, read at import)
-    intra_threads: int = 1  # 1: A and B train side by side on one core each; 0 = TensorFlow decides
-    inter_threads: int = 1  # 0 = TensorFlow decides
+    intra_threads: int = 0  # threads that one op may use; 0 = the framework's default, as in a plain script
+    inter_threads: int = 0  # ops that may run at once; 0 = the framework's default
     device: str = "auto"  # auto | cpu | gpu
     tf32: str = "default"  # TensorFloat-32 matmuls on Ampere+ GPUs: default (the framework's own) | on | off
 

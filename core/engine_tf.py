@@ -271,6 +271,7 @@ def train_tensorflow(K, engine, run: RunConfig, ds: Dataset, x_train, y_train, x
         "dtype_policy": dtype.name,
         "floatx": dtype.name,
         "fit": f"tf.function train step, {t.batch_order} batch order",
+        "predict": "predict(x): the forward tf.function on the whole array at once",
     }
     return {"recording": rec, "effective": effective, "predict": lambda x: predict(x.astype(x_test.dtype)),
             "versions": {"tensorflow": tf.__version__}}

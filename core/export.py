@@ -36,7 +36,7 @@ from typing import Any
 from core import data as data_module
 from core.batch import library_versions
 from core.config import ConfigError, PairConfig, RunConfig
-from core.engines import APP_ONLY_VARIABLES, engine, worker_env
+from core.engines import APP_ONLY_VARIABLES, FRAMEWORK_NAMES, engine, worker_env
 from core.factors import factor, format_value, parse_pair
 
 SCRIPT_NAME = "divergence_pair.py"
@@ -110,6 +110,22 @@ def same_process_code(pair: PairConfig) -> str:
         f"model_a.fit(x_train, y_train, epochs={a.training.epochs}, batch_size={a.training.batch_size})",
         f"model_b.fit(x_train, y_train, epochs={b.training.epochs}, batch_size={b.training.batch_size})",
     ])
+
+
+def unlike_a_plain_script(run: RunConfig) -> list[str]:
+    """Where this run's setup is not a plain script's (its framework's fit and predict, its own shuffle and thread
+    defaults), each with its reason; the exported script sets the same. Factor values are the user's choice: these
+    are the settings that look like the app's plumbing."""
+    e, t, n = engine(run.engine.name), run.training, run.numerics
+    out = []
+    if t.batch_order == "fixed":
+        out.append(f"each epoch's batches in a NumPy permutation (seed {t.shuffle_seed}), the same order on every "
+                   "engine, where a plain fit shuffles with its framework's own generator")
+    for path, threads in (("numerics.intra_threads", n.intra_threads), ("numerics.inter_threads", n.inter_threads)):
+        if threads and path in e.honours:
+            out.append(f"{factor(path).label.lower()}: {threads}, where a plain script leaves "
+                       f"{FRAMEWORK_NAMES[e.framework]}'s default")
+    return out
 
 
 def not_reproducible(run: RunConfig) -> list[str]:
@@ -449,6 +465,7 @@ def train_one(model_name, out_dir):
     weights = dict(zip(record.names, record.snapshots[-1]))
     metric = "accuracy" if ds.task == "classification" else "mean abs error"
     print(f"{model_name}: test {metric} {record.history[-1]['test_metric']:.4g}")
+    print(f"{model_name}: initial weights digest {weights_digest(dict(zip(record.names, record.snapshots[0])))}")
     print(f"{model_name}: final weights digest {weights_digest(weights)}")
     np.savez(os.path.join(out_dir, f"{model_name}.npz"), **weights, test_predictions=record.predictions[-1])
 

@@ -47,6 +47,7 @@ class Number:
     hi: float
     integer: bool = False
     log: bool = False  # a log-scale quantity such as a learning rate or epsilon (for the UI)
+    names: tuple[tuple[Any, str], ...] = ()  # (value, what people read) where the number alone says too little
 
     def check(self, value: Any, where: str) -> Any:
         ok_type = isinstance(value, int) if self.integer else isinstance(value, (int, float))
@@ -99,6 +100,7 @@ class Text:
 
 BOOL = Choice((False, True))
 SEED = Number(0, 2**31 - 1, integer=True)
+THREADS = Number(0, 256, integer=True, names=((0, "framework default"),))
 OPTIMIZERS = ("adam", "sgd", "rmsprop", "adagrad")
 
 
@@ -232,9 +234,10 @@ FACTORS: tuple[Factor, ...] = (
            "XLA off."),
     Factor("numerics.onednn", "oneDNN", NUMERICS, Choice(("default", "on", "off")),
            "oneDNN CPU kernels block and vectorise matmuls differently from Eigen's."),
-    Factor("numerics.intra_threads", "Intra-op threads", NUMERICS, Number(0, 256, integer=True),
-           "Splitting one op across a different number of threads can change the order of its sums."),
-    Factor("numerics.inter_threads", "Inter-op threads", NUMERICS, Number(0, 256, integer=True),
+    Factor("numerics.intra_threads", "Intra-op threads", NUMERICS, THREADS,
+           "Splitting one op across a different number of threads can change the order of its sums; 0 leaves the "
+           "framework's own default, which is what a plain script runs with."),
+    Factor("numerics.inter_threads", "Inter-op threads", NUMERICS, THREADS,
            "How many ops run at once; it affects speed, and ordering only for racy ops."),
     Factor("numerics.device", "Device", NUMERICS, Choice(("auto", "cpu", "gpu")),
            "GPU kernels (cuBLAS, cuDNN) sum in a different order from CPU kernels."),
@@ -390,7 +393,7 @@ def not_applied(run: RunConfig) -> dict[str, str]:
 def format_value(path: str, value: Any) -> str:
     """A value as people read it: 0.001 stays 0.001, an epsilon shows as 1e-07."""
     allowed = factor(path).allowed
-    if isinstance(allowed, Choice) and value in dict(allowed.names):
+    if isinstance(allowed, (Choice, Number)) and value in dict(allowed.names):
         return dict(allowed.names)[value]
     if isinstance(value, bool):
         return "on" if value else "off"

@@ -66,6 +66,8 @@ st.altair_chart(charts.weight_distance(distances[distances["layer"] == "all weig
 
 st.subheader("Environment")
 st.caption(s["data"]["description"] + (" · served from the cache" if result.cached else ""))
+if note := tables.plain_script_note(s["config"]):
+    st.markdown(note)
 st.table(tables.environment(result), hide_index=True)
 
 st.subheader("Downloads")

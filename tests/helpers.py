@@ -1,5 +1,6 @@
 """Checks shared by the training tests."""
 
+import os
 import re
 import subprocess
 import sys
@@ -34,6 +35,13 @@ def pages_init_as_on_a_server():
         pages_manager.PagesManager.uses_pages_directory = False
 
     return init
+
+
+def user_env(**variables: str) -> dict[str, str]:
+    """A user's environment: without anything that points at this project or sets a framework up for it, plus
+    `variables`."""
+    drop = {"PYTHONPATH", "TF_USE_LEGACY_KERAS", "TF_ENABLE_ONEDNN_OPTS", "KERAS_BACKEND"}
+    return {**{k: v for k, v in os.environ.items() if k not in drop}, **variables}
 
 
 class FreshPython:

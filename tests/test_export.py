@@ -20,10 +20,11 @@ from core.export import CARRIED_MODULES, SCRIPT_NAME, standalone_script
 from core.factors import make_pair, parse_run
 from core.pair import run_pair
 from core.presets import PRESETS, preset
+from helpers import user_env
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ALLOWED_IMPORTS = {"__future__", "argparse", "dataclasses", "hashlib", "importlib", "json", "math", "os", "random",
-                   "subprocess", "sys", "time", "types", "typing", "warnings",
+ALLOWED_IMPORTS = {"__future__", "argparse", "contextlib", "dataclasses", "hashlib", "importlib", "json", "math", "os",
+                   "random", "subprocess", "sys", "time", "types", "typing", "warnings",
                    "numpy", "sklearn", "pandas", "tensorflow", "keras", "tf_keras", "jax", "torch"}
 # The script's own code around the carried functions (what core/worker.py and the pool do for a run).
 SCRIPT_OWN = {"set_environment", "load_data", "progress", "initial_weights", "train_one", "train_both_and_compare",
@@ -82,12 +83,6 @@ MORE_CASES = {
 GPU_CASES = {name: functools.partial(p.pair, epochs=2) for name, p in PRESETS.items() if p.needs_gpu}
 
 
-def _clean_env():
-    """The user's environment, without anything that points at this project or sets TF up for it."""
-    drop = {"PYTHONPATH", "TF_USE_LEGACY_KERAS", "TF_ENABLE_ONEDNN_OPTS", "KERAS_BACKEND"}
-    return {k: v for k, v in os.environ.items() if k not in drop}
-
-
 @pytest.mark.parametrize("case", list(CASES) + list(GPU_CASES) + list(MORE_CASES))
 def test_the_exported_script_reproduces_the_app_bitwise(pool, tmp_path, case):
     if case in MORE_CASES and not os.environ.get("DIVERGENCE_LAB_EXPORT_ALL"):
@@ -97,7 +92,7 @@ def test_the_exported_script_reproduces_the_app_bitwise(pool, tmp_path, case):
     script.write_text(standalone_script(pair))
     out = tmp_path / "out"
     # the script's two processes import TensorFlow while the app's (warm) workers train
-    proc = subprocess.Popen([sys.executable, str(script), "--out", str(out)], cwd=tmp_path, env=_clean_env(),
+    proc = subprocess.Popen([sys.executable, str(script), "--out", str(out)], cwd=tmp_path, env=user_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         result = run_pair(pair, pool, cache=False, checks=False)

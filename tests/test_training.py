@@ -1,5 +1,6 @@
-"""Real training in real worker processes (tiny epochs), checked against plain Keras; the pool's own
-behaviour (kills, timeouts, cancel, threads, warm workers) with framework-free workers (standin_worker.py)."""
+"""Real training in real worker processes (tiny epochs; tests/test_plain_scripts.py compares each engine with a
+plain script); the pool's own behaviour (kills, timeouts, cancel, threads, warm workers) with framework-free
+workers (standin_worker.py)."""
 
 import os
 import signal
@@ -7,18 +8,15 @@ import threading
 import time
 
 import numpy as np
-import pytest
 
 from core.config import DataConfig
-from core.factors import BY_PATH, make_pair, parse_run
+from core.factors import make_pair, parse_run
 from core.batch import RunCache
-from core.engines import ENGINES
 from core.pair import run_pair
 from core.pool import WorkerPool
 from core.presets import preset
-from helpers import FreshPython, process_ends, same_arrays
+from helpers import FreshPython, process_ends, same_arrays, user_env
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MOONS = DataConfig(dataset="moons", n_samples=200)
 
 
@@ -37,49 +35,6 @@ def test_run_it_twice_is_bitwise_identical(pool):
     assert len(r.summary["a"]["history"]) == 3 and r.weights("a")["dense_0/kernel"].shape == (4, 64, 64)
 
 
-def _plain_keras(script: str, *args: str, backend: str = "tensorflow") -> FreshPython:
-    """A plain Keras script (a file, or code) started in a fresh process, Keras 3 on `backend`: it runs while
-    the test's own runs train."""
-    env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
-    env.update(TF_CPP_MIN_LOG_LEVEL="2", KERAS_BACKEND=backend)
-    return FreshPython(script, *args, env=env)
-
-
-@pytest.mark.parametrize("engine", ["keras", "keras_jax", "keras_torch"])
-def test_each_keras_3_engine_is_plain_keras_on_its_backend(pool, tmp_path, engine):
-    """The same plain script (it imports nothing of ours) under KERAS_BACKEND=tensorflow|jax|torch.
-
-    Threads as the framework decides, as in the plain script (PyTorch's sums change with them).
-    """
-    epochs = 3
-    run = parse_run({"engine": {"name": engine}, "training": {"epochs": epochs},
-                     "numerics": {"intra_threads": 0, "inter_threads": 0}})
-    backend = ENGINES[engine].framework
-    plain = _plain_keras(os.path.join(ROOT, "tests", "plain_keras_digits.py"), str(epochs), str(tmp_path / "plain.npz"),
-                         backend=backend)
-    r = _run(pool, make_pair(DataConfig(), run, {}))
-    plain.output()
-    with np.load(tmp_path / "plain.npz") as npz:
-        reference = [npz[f"arr_{i}"] for i in range(len(npz.files))]
-    ours = r.weights("a")
-    names = ["dense_0/kernel", "dense_0/bias", "dense_1/kernel", "dense_1/bias", "output/kernel", "output/bias"]
-    assert sorted(ours) == sorted(names)
-    for name, expected in zip(names, reference):
-        assert ours[name][-1].tobytes() == expected.tobytes(), name
-    effective = r.summary["a"]["effective"]
-    assert effective["frameworks imported"] == [backend], "a worker imports its own framework only"
-    assert "Keras 3's 'auto' turns it on with TensorFlow only when a GPU is present, and always with JAX" in \
-        BY_PATH["numerics.xla"].mechanism
-    assert effective["jit_compile"] == (backend == "jax")  # xla "auto" on this GPU-less machine
-    # TF32 "default" leaves the framework's own choice, read back from it
-    assert "on in TensorFlow, JAX's default matmul precision, off for PyTorch's matmuls" in \
-        BY_PATH["numerics.tf32"].mechanism
-    if backend == "jax":
-        assert effective["matmul_precision"] == "default"
-    else:
-        assert effective["tf32"] is (backend == "tensorflow")
-
-
 PLAIN_NUMPY_TF_SEED = """
     import sys
     import numpy as np
@@ -95,7 +50,8 @@ PLAIN_NUMPY_TF_SEED = """
 
 
 def test_numpy_tf_seeding_reports_what_plain_keras_does(pool, tmp_path):
-    plains = [_plain_keras(PLAIN_NUMPY_TF_SEED, str(tmp_path / f"w{i}.npz")) for i in (1, 2)]
+    plains = [FreshPython(PLAIN_NUMPY_TF_SEED, str(tmp_path / f"w{i}.npz"), env=user_env(TF_CPP_MIN_LOG_LEVEL="2"))
+              for i in (1, 2)]
     r = _run(pool, preset("tf-seed-not-enough").pair(epochs=1))
     app_initial_equal = r.summary["compare"]["first_divergent_epoch"] != 0
     for plain in plains:

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from core.config import DataConfig, RunConfig
-from core.factors import make_pair
+from core.factors import format_value, make_pair, parse_run
 from core.pair import PairResult
 from core.presets import PRESETS, default_pair
 from core.compare import compare_runs
@@ -312,3 +312,19 @@ def test_a_pair_built_in_one_process_travels_in_the_link():
     assert state.from_state(state.to_state(pair)) == pair
     table = tables.what_differs(pair.to_dict())
     assert table["factor"].tolist() == ["Process"] and table["B"].tolist() == ["built next, in A's process"]
+
+
+def test_the_overview_says_where_a_pair_is_set_up_unlike_a_plain_script():
+    plain_setup = tables.plain_script_note(PRESETS["keras3-vs-tf-keras"].pair().to_dict())  # fit's own shuffle
+    assert plain_setup.startswith("Apart from the factors above, A and B train as a plain script of their framework")
+    pair = make_pair(DataConfig(), parse_run({"engine": {"name": "keras_torch"}, "numerics": {"intra_threads": 1}}),
+                     {"engine.name": "keras_jax"})  # JAX has no threads factor: B runs at its default
+    fixed = "each epoch's batches in a NumPy permutation (seed 0), the same order on every engine"
+    assert tables.plain_script_note(pair.to_dict()) == (
+        f"Unlike a plain script of its framework: A: {fixed}, where a plain fit shuffles with its framework's own "
+        f"generator; intra-op threads: 1, where a plain script leaves PyTorch's default · B: {fixed}, where a plain "
+        "fit shuffles with its framework's own generator. The script on the Reproduce page does the same, so compare "
+        "your own script with that one.")
+    assert tables.plain_script_note(PRESETS["two-models-one-process"].pair().to_dict()) == ""  # its code is shown
+    assert format_value("numerics.intra_threads", 0) == "framework default"
+    assert format_value("numerics.intra_threads", 2) == "2"

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from core.compare import finite_rows, per_sample_delta, weights_digest
+from core.export import unlike_a_plain_script
 from core.factors import factor, format_value, parse_pair
 from core.budget import RECORD_BUDGET_MB
 from core.pair import PairResult
@@ -120,10 +121,28 @@ def what_differs(pair_dict: dict) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["factor", "A", "B", "mechanism"])
 
 
+def plain_script_note(pair_dict: dict) -> str:
+    """One line: where A and B are set up unlike a plain script of their framework, or that they are not; empty for a
+    pair built in one process (the Overview shows its code instead)."""
+    pair = parse_pair(pair_dict)
+    if pair.same_process:
+        return ""
+    unlike = {"A": unlike_a_plain_script(pair.a), "B": unlike_a_plain_script(pair.b)}
+    if unlike["A"] == unlike["B"]:
+        unlike = {"A and B": unlike["A"]}
+    parts = [f"{who}: {'; '.join(items)}" for who, items in unlike.items() if items]
+    if not parts:
+        return ("Apart from the factors above, A and B train as a plain script of their framework does (its own fit, "
+                "predict, shuffle and thread defaults), and so does the script on the Reproduce page.")
+    return (f"Unlike a plain script of its framework: {' · '.join(parts)}. The script on the Reproduce page does the "
+            "same, so compare your own script with that one.")
+
+
 def environment(result: PairResult) -> pd.DataFrame:
     """Settings in effect for A and B, side by side."""
     keys = ["device", "frameworks imported", "jit_compile", "dtype_policy", "intra_op_threads", "inter_op_threads",
-            "onednn", "op_determinism", "tf32", "matmul_precision", "seeding", "optimizer_class", "fit", "tf.keras is"]
+            "onednn", "op_determinism", "tf32", "matmul_precision", "seeding", "optimizer_class", "fit", "predict",
+            "tf.keras is"]
     rows = []
     for key in keys:
         row = {"setting": key}
