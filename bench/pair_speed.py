@@ -42,6 +42,7 @@ from core.presets import DEFAULT_PRESET, preset  # noqa: E402
 NAIVE = """
 import sys, time
 import keras
+import numpy as np
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
