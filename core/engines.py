@@ -67,6 +67,11 @@ class Engine:
         # Keras's import asks torch whether CUDA is there; torch's default check starts CUDA, and a worker forked
         # from that zygote (core.pool) could then not use the GPU. The NVML check leaves CUDA unstarted.
         return {"PYTORCH_NVML_BASED_CUDA_CHECK": "1",
+                # OpenMP's idle threads sleep rather than spin: A and B each run PyTorch's default threads (one per
+                # core) side by side, and spinning threads took the cores from each other (a digits pair took 24 s
+                # instead of 3 s on 2 cores). It decides how threads wait, not how work is split: the same numbers
+                # (tests/test_plain_scripts.py compares with a plain script that does not set it).
+                "OMP_WAIT_POLICY": "PASSIVE",
                 # PyTorch's deterministic algorithms refuse cuBLAS matmuls on a GPU without a fixed cuBLAS workspace
                 "CUBLAS_WORKSPACE_CONFIG": ":4096:8" if n.op_determinism else None}
 
