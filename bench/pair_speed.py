@@ -9,7 +9,9 @@ Default scenario: digits, MLP 64-32-10, Adam, 20 epochs, batch 32.
              diagnose why A and B differ (core.diagnosis: A again), as a ratio
   engines    for Keras 3 on TensorFlow, JAX and PyTorch: the warm pair (run-it-twice on that
              engine) against the naive script under that KERAS_BACKEND, and each pair's time
-             over the TensorFlow pair's (jax_pair_over_tf_pair, torch_pair_over_tf_pair)
+             over the TensorFlow pair's (jax_pair_over_tf_pair, torch_pair_over_tf_pair); the
+             same pair one run after the other over side by side (both at the framework's
+             default threads), and at the default threads over one thread per worker
 Also: peak memory of this process and of each worker. (That each engine's run is bitwise a plain script's
 is a test: tests/test_plain_scripts.py.)
 
@@ -140,21 +142,32 @@ ENGINE_RUNS = ("keras", "keras_jax", "keras_torch")  # Keras 3 on each backend, 
 
 
 def engine_figures(name: str, epochs: int, repeat: int) -> dict:
-    """One engine's warm pair (run-it-twice on it) against the naive script on its backend."""
+    """One engine's warm pair (run-it-twice on it) against the naive script on its backend; and the same pair at
+    the framework's default threads one run after the other, and side by side with one thread per worker."""
     pair = preset("run-it-twice").pair(epochs=epochs)
     pair = make_pair(pair.data, pair.a.with_value("engine.name", name), {})
-    pool = WorkerPool(warm=2, warm_run=pair.a)
+    warm, result = warm_pair(pair, repeat)
+    one_after_other, _ = warm_pair(pair, repeat, max_workers=1)
+    one_thread = pair.a.with_value("numerics.intra_threads", 1).with_value("numerics.inter_threads", 1)
+    on_one_thread, _ = warm_pair(make_pair(pair.data, one_thread, {}), repeat)
+    naive_total, _ = naive(epochs, ENGINES[name].framework)
+    return {"pair_warm_s": warm, "naive_total_s": naive_total, "naive_over_warm": naive_total / warm,
+            "one_after_other_over_side_by_side": one_after_other / warm,
+            "default_threads_over_one_thread": warm / on_one_thread,
+            "worker_train_s": result.summary["a"]["timings"]["train_s"],
+            "worker_peak_rss_mb": result.summary["a"]["peak_rss_mb"]}
+
+
+def warm_pair(pair, repeat: int, max_workers: int = 2) -> tuple[float, object]:
+    """(median seconds, last result) of `pair` through a pool of warm workers; one worker: A, then B."""
+    pool = WorkerPool(max_workers=max_workers, warm=max_workers, warm_run=pair.a)
     times = []
     for _ in range(repeat):
         pool.wait_warm()
         elapsed, result = timed_pair(pool, pair, checks=False)
         times.append(elapsed)
     pool.shutdown()
-    naive_total, _ = naive(epochs, ENGINES[name].framework)
-    warm = statistics.median(times)
-    return {"pair_warm_s": warm, "naive_total_s": naive_total, "naive_over_warm": naive_total / warm,
-            "worker_train_s": result.summary["a"]["timings"]["train_s"],
-            "worker_peak_rss_mb": result.summary["a"]["peak_rss_mb"]}
+    return statistics.median(times), result
 
 
 def print_figures(figures: dict) -> None:

@@ -128,6 +128,14 @@ def unlike_a_plain_script(run: RunConfig) -> list[str]:
     return out
 
 
+def pair_unlike_a_plain_script(pair: PairConfig) -> dict[str, list[str]]:
+    """unlike_a_plain_script for "A" and "B", or for "A and B" where the two are the same; only those with any."""
+    unlike = {"A": unlike_a_plain_script(pair.a), "B": unlike_a_plain_script(pair.b)}
+    if unlike["A"] == unlike["B"]:
+        unlike = {"A and B": unlike["A"]}
+    return {who: items for who, items in unlike.items() if items}
+
+
 def not_reproducible(run: RunConfig) -> list[str]:
     """Why this run's numbers change from one fresh process to the next (empty when they do not)."""
     s, keras_engine = run.seeding, run.engine.name != "tensorflow"
@@ -357,6 +365,9 @@ def _docstring(pair: PairConfig, ds, runs: dict[str, RunConfig]) -> str:
     for m, run in runs.items():
         if reasons := not_reproducible(run):
             notes.append(f"Not repeatable: {m.upper()}'s numbers change from run to run ({'; '.join(reasons)}).")
+
+    notes += [f"Unlike a plain script of its framework, {who} {'have' if who == 'A and B' else 'has'} "
+              f"{'; '.join(items)}." for who, items in pair_unlike_a_plain_script(pair).items()]
     if any(run.numerics.xla == "auto" and engine(run.engine.name).framework == "tensorflow" for run in runs.values()):
         notes.append('XLA "auto" compiles only where a GPU is present: a GPU machine gives other numbers.')
     versions = library_versions()

@@ -16,7 +16,7 @@ from pyflakes.reporter import Reporter
 
 from core.compare import weights_digest
 from core.config import ConfigError, DataConfig, PairConfig, RunConfig
-from core.export import CARRIED_MODULES, SCRIPT_NAME, standalone_script
+from core.export import CARRIED_MODULES, SCRIPT_NAME, pair_unlike_a_plain_script, standalone_script
 from core.factors import make_pair, parse_run
 from core.pair import run_pair
 from core.presets import PRESETS, preset
@@ -155,6 +155,9 @@ def test_every_preset_exports_a_script_that_imports_only_public_packages():
         assert roots <= ALLOWED_IMPORTS, (name, roots - ALLOWED_IMPORTS)
         assert "core" not in roots and "ui" not in roots
         assert '"b_differs": {' in text  # the pair's config rides along
+        docstring = " ".join(text[:text.index('"""', 3)].split())
+        for who, items in pair_unlike_a_plain_script(p.pair()).items():  # what the Overview says, the script says
+            assert f"Unlike a plain script of its framework, {who} " in docstring and items[0] in docstring, name
         assert _undefined_names(text) == [], name
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from core.compare import finite_rows, per_sample_delta, weights_digest
-from core.export import unlike_a_plain_script
+from core.export import pair_unlike_a_plain_script
 from core.factors import factor, format_value, parse_pair
 from core.budget import RECORD_BUDGET_MB
 from core.pair import PairResult
@@ -127,10 +127,7 @@ def plain_script_note(pair_dict: dict) -> str:
     pair = parse_pair(pair_dict)
     if pair.same_process:
         return ""
-    unlike = {"A": unlike_a_plain_script(pair.a), "B": unlike_a_plain_script(pair.b)}
-    if unlike["A"] == unlike["B"]:
-        unlike = {"A and B": unlike["A"]}
-    parts = [f"{who}: {'; '.join(items)}" for who, items in unlike.items() if items]
+    parts = [f"{who}: {'; '.join(items)}" for who, items in pair_unlike_a_plain_script(pair).items()]
     if not parts:
         return ("Apart from the factors above, A and B train as a plain script of their framework does (its own fit, "
                 "predict, shuffle and thread defaults), and so does the script on the Reproduce page.")
