@@ -119,8 +119,8 @@ def unlike_a_plain_script(run: RunConfig) -> list[str]:
     e, t, n = engine(run.engine.name), run.training, run.numerics
     out = []
     if t.batch_order == "fixed":
-        out.append(f"each epoch's batches in a NumPy permutation (seed {t.shuffle_seed}), the same order on every "
-                   "engine, where a plain fit shuffles with its framework's own generator")
+        out.append(f"batches in a NumPy permutation per epoch (seed {t.shuffle_seed}), the same on every engine, "
+                   "where a plain fit shuffles with the framework's own generator")
     for path, threads in (("numerics.intra_threads", n.intra_threads), ("numerics.inter_threads", n.inter_threads)):
         if threads and path in e.honours:
             out.append(f"{factor(path).label.lower()}: {threads}, where a plain script leaves "
@@ -129,10 +129,11 @@ def unlike_a_plain_script(run: RunConfig) -> list[str]:
 
 
 def pair_unlike_a_plain_script(pair: PairConfig) -> dict[str, list[str]]:
-    """unlike_a_plain_script for "A" and "B", or for "A and B" where the two are the same; only those with any."""
-    unlike = {"A": unlike_a_plain_script(pair.a), "B": unlike_a_plain_script(pair.b)}
-    if unlike["A"] == unlike["B"]:
-        unlike = {"A and B": unlike["A"]}
+    """unlike_a_plain_script of A and B: what both have under "A and B", the rest under "A" and "B"; only those with
+    any."""
+    a, b = unlike_a_plain_script(pair.a), unlike_a_plain_script(pair.b)
+    unlike = {"A and B": [item for item in a if item in b], "A": [item for item in a if item not in b],
+              "B": [item for item in b if item not in a]}
     return {who: items for who, items in unlike.items() if items}
 
 

@@ -447,8 +447,8 @@ def test_two_backends_from_the_same_start_name_their_kernels_and_show_each_worke
     assert environment.loc["predict"].tolist() == ["model.predict(x), batches of 32"] * 2
     # PyTorch's threads as a plain script leaves them, one per physical core, read back from the worker
     assert environment.loc["intra_op_threads", "B"] == str(psutil.cpu_count(logical=False))
-    assert any(m.value.startswith("Unlike a plain script of its framework: A and B: each epoch's batches in a NumPy "
-                                  "permutation") for m in at.main.markdown)
+    assert any(m.value.startswith("Unlike a plain script of its framework: A and B: batches in a NumPy permutation "
+                                  "per epoch") for m in at.main.markdown)
     at.switch_page("pages/reproduce.py").run()  # the script covers both engines (tests/test_export.py runs it)
     assert not at.exception and not at.error
     assert '"KERAS_BACKEND": "torch"' in at.code[0].value and "def train_keras(" in at.code[0].value

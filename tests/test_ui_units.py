@@ -319,11 +319,10 @@ def test_the_overview_says_where_a_pair_is_set_up_unlike_a_plain_script():
     assert plain_setup.startswith("Apart from the factors above, A and B train as a plain script of their framework")
     pair = make_pair(DataConfig(), parse_run({"engine": {"name": "keras_torch"}, "numerics": {"intra_threads": 1}}),
                      {"engine.name": "keras_jax"})  # JAX has no threads factor: B runs at its default
-    fixed = "each epoch's batches in a NumPy permutation (seed 0), the same order on every engine"
     assert tables.plain_script_note(pair.to_dict()) == (
-        f"Unlike a plain script of its framework: A: {fixed}, where a plain fit shuffles with its framework's own "
-        f"generator; intra-op threads: 1, where a plain script leaves PyTorch's default · B: {fixed}, where a plain "
-        "fit shuffles with its framework's own generator. The script on the Reproduce page does the same, so compare "
+        "Unlike a plain script of its framework: A and B: batches in a NumPy permutation per epoch (seed 0), the same "
+        "on every engine, where a plain fit shuffles with the framework's own generator · A: intra-op threads: 1, "
+        "where a plain script leaves PyTorch's default. The script on the Reproduce page does the same, so compare "
         "your own script with that one.")
     assert tables.plain_script_note(PRESETS["two-models-one-process"].pair().to_dict()) == ""  # its code is shown
     assert format_value("numerics.intra_threads", 0) == "framework default"
