@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import os
 
+from core import machine
 from core.config import ConfigError, RunConfig
 
 # Weights + test predictions a run keeps (in the worker, the app and the cache); a small
@@ -69,9 +70,7 @@ def recorded_epochs(epochs: int, every: int) -> list[int]:
 
 def worker_headroom_mb(workers: int, worker_mb: int) -> float:
     """Memory one of `workers` side-by-side workers may use beyond its engine's own share (`worker_mb`)."""
-    from core import pool
-
-    return (pool.memory_limit_mb() - pool.PARENT_RESERVE_MB) / workers - worker_mb
+    return machine.memory_for_workers_mb() / workers - worker_mb
 
 
 def check(run: RunConfig, ds, headroom_mb: float | None = None) -> int:

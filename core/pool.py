@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from core import machine
 from core.config import RunConfig
 from core.engines import ENGINES, worker_env, worker_mb
 from core.worker import ZYGOTE_FD, read_frame, write_frame
@@ -35,7 +36,6 @@ ROOT = Path(__file__).resolve().parent.parent
 # The lightest worker: it bounds how many workers the machine's memory could hold at all; each
 # worker then counts with its own engine's figure (core.engines) against that memory.
 WORKER_MB = min(e.worker_mb for e in ENGINES.values())
-PARENT_RESERVE_MB = 300  # the calling process (Streamlit) keeps this much
 DEFAULT_TIMEOUT_S = 900.0
 # Environments a pool keeps a zygote for (core.pool.Zygote) by default: a pair's two, and one more.
 MAX_ZYGOTES = 3
@@ -43,44 +43,8 @@ MAX_ZYGOTES = 3
 WORKER_COMMAND = (sys.executable, "-m", "core.worker")
 
 
-CGROUP_ROOT = Path("/sys/fs/cgroup")
-
-
-def _cgroup_limit_files(proc_cgroup: str) -> list[Path]:
-    """Limit files of this process's memory cgroup and of every cgroup above it (v2 and v1)."""
-    files = []
-    for line in proc_cgroup.splitlines():
-        hierarchy, controllers, path = (line.split(":", 2) + ["", ""])[:3]
-        if hierarchy == "0" and controllers == "":
-            base, name = CGROUP_ROOT, "memory.max"
-        elif "memory" in controllers.split(","):
-            base, name = CGROUP_ROOT / "memory", "memory.limit_in_bytes"
-        else:
-            continue
-        parts = [p for p in path.split("/") if p]
-        files += [base.joinpath(*parts[:i], name) for i in range(len(parts), -1, -1)]
-    return files
-
-
-def memory_limit_mb() -> float:
-    """The tightest memory limit of this process's cgroups (a container's), else physical memory."""
-    try:
-        files = _cgroup_limit_files(Path("/proc/self/cgroup").read_text())
-    except OSError:
-        files = []
-    limits = [os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")]
-    for path in files:
-        try:
-            text = path.read_text().strip()
-        except OSError:
-            continue
-        if text.isdigit() and int(text) < 1 << 60:
-            limits.append(int(text))
-    return min(limits) / 2**20
-
-
 def default_max_workers() -> int:
-    by_memory = int((memory_limit_mb() - PARENT_RESERVE_MB) // WORKER_MB)
+    by_memory = int(machine.memory_for_workers_mb() // WORKER_MB)
     return max(1, min(by_memory, max(2, os.cpu_count() or 1)))
 
 
@@ -324,7 +288,7 @@ class WorkerPool:
         self.refill_delay_s = refill_delay_s  # how long after its last run the pool starts warming fresh workers
         self.refill_timer: threading.Timer | None = None  # the delayed refill, while it waits or runs
         self.capacity = max_workers or default_max_workers()
-        self.memory_mb = memory_limit_mb() - PARENT_RESERVE_MB
+        self.memory_mb = machine.memory_for_workers_mb()
         self.warm_target = min(warm, self.capacity)
         self.idle: list[Worker] = []
         self.busy: set[Worker] = set()

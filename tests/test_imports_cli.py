@@ -1,5 +1,6 @@
 """What the UI may import, and the command-line contract."""
 
+import ast
 import json
 import os
 import subprocess
@@ -26,6 +27,45 @@ def test_modules_the_ui_uses_do_not_import_tensorflow():
     done = _python("-c", code)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "none"
+
+
+def _core_imports() -> dict[str, set[str]]:
+    """core module -> the core modules it imports, at its top or inside a function (read from its source)."""
+    graph = {}
+    for name in os.listdir(os.path.join(ROOT, "core")):
+        if not name.endswith(".py"):
+            continue
+        module = "core" if name == "__init__.py" else f"core.{name[:-3]}"
+        with open(os.path.join(ROOT, "core", name)) as f:
+            tree = ast.parse(f.read())
+        imported = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module == "core":
+                imported |= {f"core.{alias.name}" for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("core."):
+                imported.add(node.module)
+            elif isinstance(node, ast.Import):
+                imported |= {alias.name for alias in node.names if alias.name.startswith("core.")}
+        graph[module] = imported - {module}
+    return graph
+
+
+def test_no_core_module_imports_itself_through_others():
+    """A circle of imports, even one held apart by imports inside functions, is a knot in the layers."""
+    graph = _core_imports()
+    assert graph["core.budget"] == {"core.config", "core.machine"}  # the reader sees function-level imports too
+    circles = []
+
+    def walk(path: list[str]) -> None:
+        for nxt in sorted(graph.get(path[-1], ())):
+            if nxt == path[0]:
+                circles.append(" -> ".join(path + [nxt]))
+            elif nxt not in path and nxt > path[0]:  # each circle once, from its smallest module
+                walk(path + [nxt])
+
+    for module in sorted(graph):
+        walk([module])
+    assert circles == []
 
 
 def _first_page_in_a_fresh_interpreter(tmp_path, prepare_delay_s: float, setup: str = "", then: str = "") -> str:

@@ -141,11 +141,11 @@ def test_the_largest_network_is_refused_only_when_one_snapshot_outgrows_the_reco
 
 
 def test_a_network_too_big_for_a_small_containers_memory_is_refused(monkeypatch):
-    import core.pool
+    from core import machine
 
-    monkeypatch.setattr(core.pool, "memory_limit_mb", lambda: 690.0)  # Community Cloud's smallest tier
+    monkeypatch.setattr(machine, "memory_limit_mb", lambda: 690.0)  # Community Cloud's smallest tier
     tf_worker = ENGINES["keras"].worker_mb
-    assert budget.worker_headroom_mb(1, tf_worker) == 690 - core.pool.PARENT_RESERVE_MB - tf_worker
+    assert budget.worker_headroom_mb(1, tf_worker) == 690 - machine.PARENT_RESERVE_MB - tf_worker
     ds = load(DataConfig())
     assert budget.check(parse_run({}), ds, budget.worker_headroom_mb(1, tf_worker)) == 1  # the default network fits
     pair = make_pair(DataConfig(), parse_run({"model": {"hidden": [1024] * 3}, "training": {"epochs": 2}}),

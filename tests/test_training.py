@@ -233,18 +233,18 @@ def test_the_app_s_pool_warms_fresh_workers_only_after_its_delay(standin_workers
 
 
 def test_worker_count_is_bounded_by_the_memory_limit(monkeypatch):
-    import core.pool
+    from core import machine, pool
 
-    monkeypatch.setattr(core.pool, "memory_limit_mb", lambda: 690)
-    assert core.pool.default_max_workers() == 1
-    monkeypatch.setattr(core.pool, "memory_limit_mb", lambda: 2700)
-    assert core.pool.default_max_workers() == min(6, max(2, os.cpu_count()))
+    monkeypatch.setattr(machine, "memory_limit_mb", lambda: 690)
+    assert pool.default_max_workers() == 1
+    monkeypatch.setattr(machine, "memory_limit_mb", lambda: 2700)
+    assert pool.default_max_workers() == min(6, max(2, os.cpu_count()))
     monkeypatch.undo()
-    assert 100 < core.pool.memory_limit_mb() < 1e8  # the real reading: cgroup limit or physical memory
+    assert 100 < machine.memory_limit_mb() < 1e8  # the real reading: cgroup limit or physical memory
 
 
 def test_the_memory_limit_is_read_from_this_process_s_own_cgroup_and_those_above_it():
-    from core.pool import CGROUP_ROOT, _cgroup_limit_files
+    from core.machine import CGROUP_ROOT, _cgroup_limit_files
 
     v2 = _cgroup_limit_files("0::/user.slice/app.scope\n")
     assert v2 == [CGROUP_ROOT / "user.slice/app.scope/memory.max", CGROUP_ROOT / "user.slice/memory.max",

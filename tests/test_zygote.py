@@ -8,6 +8,7 @@ import numpy as np
 import psutil
 import pytest
 
+from core import machine
 from core.config import DataConfig
 from core.data import load
 from core.engines import worker_env
@@ -83,7 +84,7 @@ def test_a_pool_keeps_zygotes_for_the_latest_environments_and_none_where_memory_
         assert len(pool.zygotes) == core.pool.MAX_ZYGOTES and not set(envs) & set(pool.zygotes)
     finally:
         pool.shutdown()
-    monkeypatch.setattr(core.pool, "memory_limit_mb", lambda: 690)  # Community Cloud's smallest tier
+    monkeypatch.setattr(machine, "memory_limit_mb", lambda: 690)  # Community Cloud's smallest tier
     assert not WorkerPool(max_workers=1, warm=0).forks
 
 
