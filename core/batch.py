@@ -97,7 +97,7 @@ def json_default(value):
     return str(value)
 
 
-def plain(summary: dict) -> dict:
+def as_reloaded(summary: dict) -> dict:
     """Exactly what a reload from JSON gives, so a fresh outcome and a cached one compare equal."""
     return json.loads(json.dumps(summary, default=json_default))
 
@@ -259,7 +259,7 @@ class RunCache:
         A disk that cannot be written (full, read-only) leaves the run in memory only. `replace`
         puts a fresh training of a run in place of the one saved before (which is kept otherwise).
         """
-        summary = plain({k: v for k, v in outcome.items() if k not in ("weights", *ARRAYS, "cached")})
+        summary = as_reloaded({k: v for k, v in outcome.items() if k not in ("weights", *ARRAYS, "cached")})
         arrays = {f"weights/{k}": v for k, v in outcome.get("weights", {}).items()}
         arrays.update({k: outcome[k] for k in ARRAYS if outcome.get(k) is not None})
         if not _valid_summary(summary) or not _valid_arrays(arrays):
@@ -410,7 +410,7 @@ def run_batch(plan: dict[str, Planned], ds, pool: WorkerPool | None = None, on_e
     def keep(name: str, outcome: dict) -> None:
         if name in second:
             keep(second[name], {"type": "result", **outcome.pop("second")})
-        outcome = {**outcome, **plain({k: v for k, v in outcome.items() if k not in ("weights", *ARRAYS)})}
+        outcome = {**outcome, **as_reloaded({k: v for k, v in outcome.items() if k not in ("weights", *ARRAYS)})}
         outcomes[name] = outcome
         if cache is not None and name not in shared:
             cache.put(keys[name], outcome, replace=not reuse)

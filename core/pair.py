@@ -19,7 +19,7 @@ import numpy as np
 
 from core import data as data_module
 from core import diagnosis
-from core.batch import (Planned, RunCache, default_cache, json_default, library_versions, plain, run_batch,
+from core.batch import (Planned, RunCache, as_reloaded, default_cache, json_default, library_versions, run_batch,
                         run_keys)
 from core.compare import compare_runs
 from core.config import ConfigError, PairConfig, run_to_dict
@@ -168,5 +168,5 @@ def _assemble(pair: PairConfig, ds, keys: dict[str, str], outcomes: dict[str, di
                                           result.recorded_epochs("a"), result.recorded_epochs("b"))
         if checks:
             summary["diagnosis"] = diagnosis.diagnose(pair, summary["compare"], outcomes, ds.task)
-    result.summary = plain(summary)
+    result.summary = as_reloaded(summary)
     return result

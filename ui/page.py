@@ -43,10 +43,10 @@ def result_or_stop() -> PairResult:
     if result is None:
         gallery.show()
         st.stop()
-    from core.batch import plain  # (after the first page, which draws without NumPy: see ui.run)
+    from core.batch import as_reloaded  # (after the first page, which draws without NumPy: see ui.run)
 
     pair = st.session_state.get(run.SIDEBAR_PAIR)
-    if pair is None or plain(pair.to_dict()) != result.summary["config"]:
+    if pair is None or as_reloaded(pair.to_dict()) != result.summary["config"]:
         st.info("These results are for an earlier setup, not the one in the sidebar now: press **Run** to train "
                 "the current one.", icon=":material/history:")
     if result.cached:
