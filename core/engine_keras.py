@@ -224,46 +224,38 @@ def predictors(engine, model, x_test) -> tuple:
     enough to record after every epoch. (A model's call on the whole test set differs from predict's batches of 32
     in the last bits: up to 1.2e-7 measured on Keras 3.)
 
-    On TensorFlow the test set's batches are one tf.data stream made once: the same batches as model.predict(x_test)
-    makes (the tests against plain scripts check the bits), at ~5 ms a call instead of ~60 ms.
+    Around each call: at most PREDICT_STEPS_PER_EXECUTION batches per execution on Keras 3 (Keras 2 loops inside its
+    graph); on PyTorch, torch's global generator kept aside (predict's DataLoader draws a seed from it, and so does
+    fit's shuffle: the records of a run must change nothing in it). On TensorFlow the test set's batches are one
+    tf.data stream made once: the same batches as model.predict(x_test) makes (the tests against plain scripts check
+    the bits), at ~5 ms a call instead of ~60 ms.
     """
-    def predict(x):
-        with _predicting(engine, model):
-            return model.predict(x, batch_size=PREDICT_BATCH_SIZE, verbose=0)
+    def predict(x, batch_size: int | None = PREDICT_BATCH_SIZE):
+        kept = model.steps_per_execution if engine.keras == "keras" else None
+        if kept is not None:
+            model.steps_per_execution = min(kept, PREDICT_STEPS_PER_EXECUTION)
+        try:
+            with _random_state_kept(engine):
+                return model.predict(x, batch_size=batch_size, verbose=0)
+        finally:
+            if kept is not None:
+                model.steps_per_execution = kept
 
-    if engine.framework != "tensorflow":
-        return predict, lambda: predict(x_test)
-    import tensorflow as tf
+    test_set, batch_size = x_test, PREDICT_BATCH_SIZE
+    if engine.framework == "tensorflow":
+        import tensorflow as tf
 
-    batches = tf.data.Dataset.from_tensor_slices(x_test).batch(PREDICT_BATCH_SIZE)
-
-    def predict_test():
-        with _predicting(engine, model):
-            return model.predict(batches, verbose=0)
-
-    return predict, predict_test
+        test_set, batch_size = tf.data.Dataset.from_tensor_slices(x_test).batch(PREDICT_BATCH_SIZE), None
+    return predict, lambda: predict(test_set, batch_size)
 
 
-@contextlib.contextmanager
-def _predicting(engine, model):
-    """Around each model.predict: at most PREDICT_STEPS_PER_EXECUTION batches per call on Keras 3; on PyTorch, torch's
-    global generator kept aside (predict's DataLoader draws a seed from it, and so does fit's shuffle: the records
-    of a run must change nothing in it)."""
-    steps = model.steps_per_execution if engine.keras == "keras" else None  # Keras 2 loops inside its graph
-    if steps is not None:
-        model.steps_per_execution = min(steps, PREDICT_STEPS_PER_EXECUTION)
+def _random_state_kept(engine):
+    """A context that restores the framework's global random state on exit (PyTorch's CPU generator), or nothing."""
     if engine.framework == "torch":
         import torch
 
-        random_state = torch.random.fork_rng(devices=[])
-    else:
-        random_state = contextlib.nullcontext()
-    try:
-        with random_state:
-            yield
-    finally:
-        if steps is not None:
-            model.steps_per_execution = steps
+        return torch.random.fork_rng(devices=[])
+    return contextlib.nullcontext()
 
 
 def _fixed_order_fit(model, engine, x_train, y_train, orders: list, batch_size: int, steps: int, fit: dict) -> str:

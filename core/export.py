@@ -118,9 +118,10 @@ def unlike_a_plain_script(run: RunConfig) -> list[str]:
     are the settings that look like the app's plumbing."""
     e, t, n = engine(run.engine.name), run.training, run.numerics
     out = []
-    if t.batch_order == "fixed":
-        out.append(f"batches in a NumPy permutation per epoch (seed {t.shuffle_seed}), the same on every engine, "
-                   "where a plain fit shuffles with the framework's own generator")
+    if t.batch_order != "framework":
+        order = (f"batches in a NumPy permutation per epoch (seed {t.shuffle_seed}), the same on every engine"
+                 if t.batch_order == "fixed" else "batches in the data's own order, unshuffled")
+        out.append(f"{order}, where a plain fit shuffles with the framework's own generator")
     for path, threads in (("numerics.intra_threads", n.intra_threads), ("numerics.inter_threads", n.inter_threads)):
         if threads and path in e.honours:
             out.append(f"{factor(path).label.lower()}: {threads}, where a plain script leaves "
@@ -366,7 +367,6 @@ def _docstring(pair: PairConfig, ds, runs: dict[str, RunConfig]) -> str:
     for m, run in runs.items():
         if reasons := not_reproducible(run):
             notes.append(f"Not repeatable: {m.upper()}'s numbers change from run to run ({'; '.join(reasons)}).")
-
     notes += [f"Unlike a plain script of its framework, {who} {'have' if who == 'A and B' else 'has'} "
               f"{'; '.join(items)}." for who, items in pair_unlike_a_plain_script(pair).items()]
     if any(run.numerics.xla == "auto" and engine(run.engine.name).framework == "tensorflow" for run in runs.values()):

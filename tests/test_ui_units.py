@@ -316,7 +316,10 @@ def test_a_pair_built_in_one_process_travels_in_the_link():
 
 def test_the_overview_says_where_a_pair_is_set_up_unlike_a_plain_script():
     plain_setup = tables.plain_script_note(PRESETS["keras3-vs-tf-keras"].pair().to_dict())  # fit's own shuffle
-    assert plain_setup.startswith("Apart from the factors above, A and B train as a plain script of their framework")
+    assert plain_setup.startswith("A and B shuffle, train and predict with their framework's own calls and thread")
+    unshuffled = make_pair(DataConfig(), parse_run({"training": {"batch_order": "none"}}), {})
+    assert "A and B: batches in the data's own order, unshuffled, where a plain fit shuffles" in \
+        tables.plain_script_note(unshuffled.to_dict())
     pair = make_pair(DataConfig(), parse_run({"engine": {"name": "keras_torch"}, "numerics": {"intra_threads": 1}}),
                      {"engine.name": "keras_jax"})  # JAX has no threads factor: B runs at its default
     assert tables.plain_script_note(pair.to_dict()) == (

@@ -129,8 +129,8 @@ def plain_script_note(pair_dict: dict) -> str:
         return ""
     parts = [f"{who}: {'; '.join(items)}" for who, items in pair_unlike_a_plain_script(pair).items()]
     if not parts:
-        return ("Apart from the factors above, A and B train as a plain script of their framework does (its own fit, "
-                "predict, shuffle and thread defaults), and so does the script on the Reproduce page.")
+        return ("A and B shuffle, train and predict with their framework's own calls and thread defaults, as a plain "
+                "script does, and so does the script on the Reproduce page.")
     return (f"Unlike a plain script of its framework: {' · '.join(parts)}. The script on the Reproduce page does the "
             "same, so compare your own script with that one.")
 
